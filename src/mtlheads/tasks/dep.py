@@ -1,0 +1,245 @@
+"""Biaffine dependency parsing (Dozat & Manning 2017; reference §3.3).
+
+The encoder prepends [CLS] as ROOT (``cls_is_root=True``): ``hidden`` is (B, 1+n, D), position 0 is ROOT,
+words sit at 1..n and ``mask[:, 0]`` is True. Four MLPs (Linear → LeakyReLU(0.1) → SharedDropout(0.33),
+orthogonal init): arc-dep/arc-head with 500 units, rel-dep/rel-head with 100. The arc biaffine has a bias on
+the dependent side only, the relation biaffine on both sides. Padding heads are masked to -inf.
+
+Loss: CE over heads + CE over relations at the **gold** head, each averaged over non-ROOT, non-pad tokens
+(punctuation included). Decoding: per-token argmax head (self-loops are not masked, as in ELIT's
+``decode_dep``); with ``final=True`` a sentence whose argmax heads are not a well-formed projective tree
+is re-decoded with Eisner. "Well-formed" follows the reference (HanLP/supar ``istree(proj=True)`` with the
+default ``multiroot=False``): exactly one word attaches to ROOT, no cycles, projective; Eisner enforces the
+same single-root constraint (``single_root=False`` relaxes both). Label = argmax relation at the predicted
+head. Metric: UAS/LAS over tokens that are not punctuation (``is_punct``).
+
+Unknown relations map to the reserved index ``|R|``: never predicted, skipped by the relation loss, and
+counted as LAS errors by the metric.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtlheads.data.sentence import Sentence
+from mtlheads.tasks.biaffine import MLP, Biaffine
+from mtlheads.tasks.eisner import eisner_torch, is_projective_tree
+
+IGNORE = -100
+
+
+class DepDecoder(nn.Module):
+    """Biaffine arc and relation scorers.
+
+    Args:
+        hidden_size: Word vector size D.
+        n_rels: Number of relations |R|.
+        n_mlp_arc: Arc MLP size.
+        n_mlp_rel: Relation MLP size.
+        dropout: SharedDropout probability in the MLPs.
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden_size: int,
+        n_rels: int,
+        n_mlp_arc: int = 500,
+        n_mlp_rel: int = 100,
+        dropout: float = 0.33,
+    ):
+        super().__init__()
+        self.mlp_arc_d = MLP(n_in=hidden_size, n_out=n_mlp_arc, dropout=dropout)
+        self.mlp_arc_h = MLP(n_in=hidden_size, n_out=n_mlp_arc, dropout=dropout)
+        self.mlp_rel_d = MLP(n_in=hidden_size, n_out=n_mlp_rel, dropout=dropout)
+        self.mlp_rel_h = MLP(n_in=hidden_size, n_out=n_mlp_rel, dropout=dropout)
+        self.arc_attn = Biaffine(n_in=n_mlp_arc, n_out=1, bias_x=True, bias_y=False)
+        self.rel_attn = Biaffine(n_in=n_mlp_rel, n_out=n_rels, bias_x=True, bias_y=True)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Args:
+            hidden: (B, N, D) with N = 1 + n and position 0 = ROOT.
+            mask: (B, N) bool, True on ROOT and the words; padded heads get -inf arc scores.
+
+        Returns:
+            ``{"arc": (B, N, N), "rel": (B, N, N, |R|)}`` with ``arc[b, d, h]`` the score of head ``h`` for
+            dependent ``d`` and ``rel[b, d, h, r]`` the score of relation ``r`` on that arc.
+        """
+        s_arc = self.arc_attn(self.mlp_arc_d(hidden), self.mlp_arc_h(hidden)).squeeze(1)
+        if mask is not None:
+            s_arc = s_arc.masked_fill(~mask[:, None, :], float("-inf"))
+        s_rel = self.rel_attn(self.mlp_rel_d(hidden), self.mlp_rel_h(hidden)).permute(0, 2, 3, 1)
+        return {"arc": s_arc, "rel": s_rel}
+
+
+class DepMetric:
+    """UAS/LAS excluding punctuation tokens; ``compute() -> {"uas", "las"}`` (fractions)."""
+
+    def __init__(self) -> None:
+        from mtlheads.data.ptb import is_punct
+
+        self._is_punct = is_punct
+        self.total = self.arcs = self.labelled = 0
+
+    def update(self, preds: list[tuple[list[int], list[str]]], gold: list[Sentence]) -> None:
+        if len(preds) != len(gold):
+            raise ValueError(f"{len(preds)} predictions for {len(gold)} sentences")
+        for (heads, rels), sent in zip(preds, gold, strict=True):
+            g_heads, g_rels = sent.heads or [], sent.rels or []
+            if not len(heads) == len(rels) == len(g_heads) == len(g_rels) == len(sent.words):
+                raise ValueError(f"{sent.source}: prediction and gold lengths differ")
+            for word, h, r, gh, gr in zip(sent.words, heads, rels, g_heads, g_rels, strict=True):
+                if self._is_punct(word):
+                    continue
+                self.total += 1
+                if h == gh:
+                    self.arcs += 1
+                    self.labelled += r == gr
+
+    def compute(self) -> dict[str, float]:
+        if not self.total:
+            return {"uas": 0.0, "las": 0.0}
+        return {"uas": self.arcs / self.total, "las": self.labelled / self.total}
+
+
+class DepTask:
+    """Dependency parsing on CoNLL-U heads and relations.
+
+    Args:
+        name: Task name.
+        n_mlp_arc: Arc MLP size.
+        n_mlp_rel: Relation MLP size.
+        dropout: MLP SharedDropout probability.
+        single_root: Tree check and Eisner require exactly one ROOT child (the reference's behaviour).
+    """
+
+    cls_is_root = True
+    main_metric = "las"
+
+    def __init__(
+        self,
+        *,
+        name: str = "dep",
+        n_mlp_arc: int = 500,
+        n_mlp_rel: int = 100,
+        dropout: float = 0.33,
+        single_root: bool = True,
+    ):
+        self.name, self.n_mlp_arc, self.n_mlp_rel, self.dropout = name, n_mlp_arc, n_mlp_rel, dropout
+        self.single_root = single_root
+        self.rels: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def read(self, path: str) -> list[Sentence]:
+        from mtlheads.data import read_conllu
+
+        return read_conllu(path)
+
+    def fit_vocab(self, train: list[Sentence]) -> None:
+        """Relation list = sorted set of the training relations."""
+        self._set_rels(sorted({r for s in train for r in (s.rels or [])}))
+
+    def vocab_state(self) -> dict:
+        return {"rels": list(self.rels)}
+
+    def load_vocab_state(self, state: dict) -> None:
+        self._set_rels(list(state["rels"]))
+
+    def _set_rels(self, rels: list[str]) -> None:
+        self.rels = rels
+        self._index = {r: i for i, r in enumerate(rels)}
+
+    @property
+    def unk_index(self) -> int:
+        """Reserved index for relations absent from the vocabulary (never predicted)."""
+        return len(self.rels)
+
+    def build_decoder(self, hidden_size: int) -> nn.Module:
+        if not self.rels:
+            raise RuntimeError("DepTask.build_decoder called before fit_vocab/load_vocab_state")
+        return DepDecoder(
+            hidden_size=hidden_size,
+            n_rels=len(self.rels),
+            n_mlp_arc=self.n_mlp_arc,
+            n_mlp_rel=self.n_mlp_rel,
+            dropout=self.dropout,
+        )
+
+    def targets(self, batch: list[Sentence]) -> dict[str, torch.Tensor]:
+        """Returns ``{"heads": (B, 1+n), "rels": (B, 1+n)}`` long, -100 at ROOT (position 0) and padding;
+        heads index positions of the (1+n) sequence (0 = ROOT), unknown relations = ``unk_index``."""
+        n = max((len(s.words) for s in batch), default=0)
+        heads = torch.full((len(batch), 1 + n), IGNORE, dtype=torch.long)
+        rels = torch.full((len(batch), 1 + n), IGNORE, dtype=torch.long)
+        for b, sent in enumerate(batch):
+            if sent.heads is None or sent.rels is None:
+                raise ValueError(f"{sent.source}: sentence has no dependency layer")
+            m = len(sent.words)
+            if len(sent.heads) != m or len(sent.rels) != m or any(not 0 <= h <= m for h in sent.heads):
+                raise ValueError(f"{sent.source}: malformed heads/relations")
+            heads[b, 1 : 1 + m] = torch.tensor(sent.heads, dtype=torch.long)
+            rels[b, 1 : 1 + m] = torch.tensor([self._index.get(r, self.unk_index) for r in sent.rels])
+        return {"heads": heads, "rels": rels}
+
+    def loss(
+        self, out: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Arc CE + relation CE at the gold head, each a mean over non-ROOT, non-pad tokens.
+
+        Args:
+            out: ``{"arc": (B, N, N), "rel": (B, N, N, |R|)}``.
+            targets: ``{"heads": (B, N), "rels": (B, N)}``.
+            mask: (B, N) bool, True on ROOT and words.
+        """
+        s_arc, s_rel = out["arc"], out["rel"]
+        heads = targets["heads"].to(s_arc.device)
+        rels = targets["rels"].to(s_arc.device)
+        keep = mask & (heads >= 0)
+        keep[:, 0] = False
+        if not bool(keep.any()):
+            return s_arc.masked_fill(torch.isinf(s_arc), 0).sum() * 0.0 + s_rel.sum() * 0.0
+        b_idx, d_idx = keep.nonzero(as_tuple=True)
+        gold_heads = heads[b_idx, d_idx]
+        arc_loss = F.cross_entropy(s_arc[b_idx, d_idx], gold_heads)
+        gold_rels = rels[b_idx, d_idx]
+        gold_rels = gold_rels.masked_fill(gold_rels >= s_rel.shape[-1], IGNORE)
+        if not bool((gold_rels >= 0).any()):
+            return arc_loss + s_rel.sum() * 0.0
+        rel_loss = F.cross_entropy(s_rel[b_idx, d_idx, gold_heads], gold_rels, ignore_index=IGNORE)
+        return arc_loss + rel_loss
+
+    def decode(
+        self, out: dict[str, torch.Tensor], mask: torch.Tensor, *, final: bool = False
+    ) -> list[tuple[list[int], list[str]]]:
+        """Argmax heads (Eisner fallback when ``final``) and the argmax relation at each predicted head.
+
+        Args:
+            out: ``{"arc": (B, N, N), "rel": (B, N, N, |R|)}``.
+            mask: (B, N) bool, True on ROOT and words (a prefix of each row).
+            final: Repair sentences whose argmax is not a well-formed projective tree with Eisner.
+
+        Returns:
+            Per sentence ``(heads, rels)``: n heads (1-based, 0 = ROOT) and n relation strings.
+        """
+        s_arc, s_rel = out["arc"].detach(), out["rel"].detach()
+        lengths = (mask.sum(1) - 1).tolist()  # words per sentence
+        heads = s_arc.argmax(-1)  # (B, N)
+        if final:
+            argmax = heads.tolist()
+            for b, n in enumerate(lengths):
+                if not is_projective_tree(argmax[b][1 : n + 1], single_root=self.single_root):
+                    tree = eisner_torch(s_arc[b, : n + 1, : n + 1], single_root=self.single_root)
+                    heads[b, 1 : n + 1] = tree[1:]
+        heads[:, 0] = 0
+        index = heads[:, :, None, None].expand(-1, -1, 1, s_rel.shape[-1])
+        rel_pred = s_rel.gather(2, index).squeeze(2).argmax(-1)  # (B, N)
+        heads_list, rels_list = heads.tolist(), rel_pred.tolist()
+        return [
+            (heads_list[b][1 : n + 1], [self.rels[r] for r in rels_list[b][1 : n + 1]])
+            for b, n in enumerate(lengths)
+        ]
+
+    def new_metric(self) -> DepMetric:
+        return DepMetric()

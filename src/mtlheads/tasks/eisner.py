@@ -1,0 +1,153 @@
+"""First-order projective dependency decoding (Eisner 1996) and a tree checker.
+
+Conventions: node 0 is ROOT and words are 1..n. ``scores[h, d]`` is the score of the arc head ``h`` →
+dependent ``d``. A tree's score is the sum of its arc scores. Projectivity is checked with ROOT's arcs
+included (ROOT sits left of every word), which is the tree family Eisner's algorithm searches.
+
+By default exactly one word attaches to ROOT (``single_root=True``), as in the reference's decoder
+(HanLP/supar ``istree(..., multiroot=False)`` and supar's ``eisner``, which forbids a complete ROOT span
+that stops short of the sentence end). Pass ``single_root=False`` to allow several ROOT children.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+_LEFT, _RIGHT = 0, 1  # span direction: LEFT = head at the right end t, RIGHT = head at the left end s
+
+
+def eisner(scores: np.ndarray, *, single_root: bool = True) -> np.ndarray:
+    """Maximum-scoring projective dependency tree.
+
+    The DP runs one numpy step per span width (all spans of that width and all their split points at once),
+    so the Python loop is O(n) and the arithmetic O(n^3).
+
+    Args:
+        scores: (n+1, n+1) arc scores, ``scores[h, d]`` for head ``h`` and dependent ``d``; row/column 0 is
+            ROOT. ``-inf`` entries forbid arcs. ``scores[:, 0]`` and the diagonal are ignored.
+        single_root: Require exactly one word whose head is ROOT.
+
+    Returns:
+        (n+1,) int64 heads: ``heads[d]`` is the head of word ``d`` (0 = ROOT) and ``heads[0] == -1``.
+        ``heads[1:]`` is therefore in the 1-based CoNLL convention.
+    """
+    s_arc = np.asarray(scores, dtype=np.float64)
+    size = s_arc.shape[0]
+    if s_arc.shape != (size, size):
+        raise ValueError(f"scores must be square, got {s_arc.shape}")
+    n = size - 1
+    heads = np.full(size, -1, dtype=np.int64)
+    if n <= 0:
+        return heads
+    complete = np.full((2, size, size), -np.inf)
+    incomplete = np.full((2, size, size), -np.inf)
+    complete_split = np.zeros((2, size, size), dtype=np.int64)
+    incomplete_split = np.zeros((2, size, size), dtype=np.int64)
+    diag = np.arange(size)
+    complete[:, diag, diag] = 0.0
+    for w in range(1, size):
+        s = np.arange(size - w)
+        t = s + w
+        rows = np.arange(size - w)
+        r = s[:, None] + np.arange(w)[None, :]  # split points s..t-1, (size-w, w)
+        # I(s,t): C_right(s, r) + C_left(r+1, t), then add the arc t->s (LEFT) or s->t (RIGHT).
+        v = complete[_RIGHT][s[:, None], r] + complete[_LEFT][r + 1, t[:, None]]
+        best = v.argmax(1)
+        vmax, split = v[rows, best], r[rows, best]
+        incomplete[_LEFT, s, t] = vmax + s_arc[t, s]
+        incomplete[_RIGHT, s, t] = vmax + s_arc[s, t]
+        incomplete_split[_LEFT, s, t] = split
+        incomplete_split[_RIGHT, s, t] = split
+        incomplete[_LEFT, 0, w] = -np.inf  # ROOT is never a dependent
+        # C_left(s,t) = C_left(s, r) + I_left(r, t), r in s..t-1
+        v = complete[_LEFT][s[:, None], r] + incomplete[_LEFT][r, t[:, None]]
+        best = v.argmax(1)
+        complete[_LEFT, s, t] = v[rows, best]
+        complete_split[_LEFT, s, t] = r[rows, best]
+        # C_right(s,t) = I_right(s, r) + C_right(r, t), r in s+1..t
+        v = incomplete[_RIGHT][s[:, None], r + 1] + complete[_RIGHT][r + 1, t[:, None]]
+        best = v.argmax(1)
+        complete[_RIGHT, s, t] = v[rows, best]
+        complete_split[_RIGHT, s, t] = r[rows, best] + 1
+        if single_root and w < n:
+            complete[_RIGHT, 0, w] = -np.inf  # ROOT's only child must span to the sentence end
+    stack = [(True, _RIGHT, 0, n)]  # (is_complete, direction, s, t)
+    while stack:
+        is_complete, direction, s_, t_ = stack.pop()
+        if s_ == t_:
+            continue
+        if is_complete:
+            r_ = complete_split[direction, s_, t_]
+            if direction == _LEFT:
+                stack += [(True, _LEFT, s_, r_), (False, _LEFT, r_, t_)]
+            else:
+                stack += [(False, _RIGHT, s_, r_), (True, _RIGHT, r_, t_)]
+        else:
+            r_ = incomplete_split[direction, s_, t_]
+            if direction == _LEFT:
+                heads[s_] = t_
+            else:
+                heads[t_] = s_
+            stack += [(True, _RIGHT, s_, r_), (True, _LEFT, r_ + 1, t_)]
+    return heads
+
+
+def tree_score(scores: np.ndarray, heads: Sequence[int]) -> float:
+    """Sum of ``scores[heads[d-1], d]`` over words ``d = 1..n`` (``heads`` is words-only, 1-based)."""
+    h = np.asarray(heads, dtype=np.int64)
+    return float(np.asarray(scores, dtype=np.float64)[h, np.arange(1, len(h) + 1)].sum())
+
+
+def is_projective_tree(heads: Sequence[int], *, single_root: bool = True) -> bool:
+    """Whether ``heads`` is a well-formed projective dependency tree.
+
+    Well-formed means: every head is in ``0..n``, no word heads itself, at least one word attaches to ROOT
+    (exactly one if ``single_root``), and every word reaches ROOT (no cycles). Projective means no two arcs
+    cross, ROOT's arcs included (ROOT at position 0).
+
+    Args:
+        heads: (n,) heads of words 1..n, 1-based with 0 = ROOT (no entry for ROOT itself).
+        single_root: Require exactly one ROOT child.
+
+    Returns:
+        True for a well-formed projective tree. An empty sentence counts as one.
+    """
+    h = np.asarray(heads, dtype=np.int64).reshape(-1)
+    n = h.shape[0]
+    if n == 0:
+        return True
+    if h.min() < 0 or h.max() > n:
+        return False
+    dep = np.arange(1, n + 1)
+    if (h == dep).any():
+        return False
+    n_roots = int((h == 0).sum())
+    if n_roots == 0 or (single_root and n_roots > 1):
+        return False
+    ancestor = np.concatenate(([0], h))
+    for _ in range(int(np.ceil(np.log2(n + 1))) + 1):  # pointer doubling: ancestor at distance 2^k
+        ancestor = ancestor[ancestor]
+    if (ancestor != 0).any():
+        return False
+    left, right = np.minimum(h, dep), np.maximum(h, dep)
+    crossing = (
+        (left[:, None] < left[None, :]) & (left[None, :] < right[:, None]) & (right[:, None] < right[None, :])
+    )
+    return not bool(crossing.any())
+
+
+def eisner_torch(s_arc: torch.Tensor, *, single_root: bool = True) -> torch.Tensor:
+    """Eisner on a parser's (dependent, head) score matrix, returned on the same device.
+
+    Args:
+        s_arc: (n+1, n+1) scores with ``s_arc[d, h]`` for dependent ``d`` and head ``h`` (position 0 = ROOT).
+        single_root: Require exactly one ROOT child.
+
+    Returns:
+        (n+1,) long heads, ``heads[0] == -1``.
+    """
+    heads = eisner(s_arc.detach().float().cpu().numpy().T, single_root=single_root)
+    return torch.from_numpy(heads).to(s_arc.device)
