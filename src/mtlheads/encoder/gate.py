@@ -1,0 +1,242 @@
+"""The head gate: one mechanism that scales each attention head's context vector, for every mode.
+
+A gate multiplies head ``h`` of layer ``l`` by ``gate()[l, h]`` *before the attention output
+projection* (the Linear mapping ``H·d_h -> D``). That projection's input is exactly the concatenated
+per-head contexts ``softmax(QKᵀ/√d_h)V``, so one forward pre-hook per layer works for every encoder
+family (BERT, RoBERTa, ELECTRA, XLM-R, DeBERTa-v2, DistilBERT, ALBERT, ModernBERT), with SDPA or eager.
+
+Gate values are computed ONCE per encoder forward (a pre-hook on the model calls ``gate()`` and caches
+the ``(L, H)`` tensor), so a stochastic gate samples once per forward and every layer sees that sample.
+ALBERT reuses one layer module at every depth: its hook runs ``L`` times per forward and a depth counter,
+reset by the model pre-hook, picks row ``l`` of the gate, so ALBERT gets per-depth gates too (this
+counter does not survive activation checkpointing of ALBERT, which recomputes layers out of order).
+
+The gate is not registered as a submodule of the model (the encoder's state dict stays unchanged):
+whoever owns the gate (the LightningModule) moves it between devices and saves it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+# Attention output projections (module-name suffixes) in transformers 5.
+PROJECTION_SUFFIXES = (
+    "attention.output.dense",  # BERT, RoBERTa, ELECTRA, XLM-R, DeBERTa-v2, MiniLM
+    "attention.out_lin",  # DistilBERT
+    "attention.dense",  # ALBERT (one shared module per layer group)
+    "attn.Wo",  # ModernBERT
+)
+
+
+def head_shape(model_or_config) -> tuple[int, int]:
+    """Number of gated layers and heads per layer, read from the config.
+
+    Args:
+        model_or_config: a transformers model (``.config`` is used) or a config.
+
+    Returns:
+        ``(L, H)``. For ALBERT ``L = num_hidden_layers · inner_group_num`` (attention calls per forward).
+    """
+    cfg = getattr(model_or_config, "config", model_or_config)
+    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers", None)
+    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_heads", None)
+    if layers is None or heads is None:
+        raise ValueError(f"cannot read the number of layers/heads from {type(cfg).__name__}")
+    return int(layers) * int(getattr(cfg, "inner_group_num", 1) or 1), int(heads)
+
+
+class HeadGate(nn.Module):
+    """Base class: ``forward() -> Tensor (L, H)`` gives the current head multipliers.
+
+    Subclasses set ``is_identity = True`` when the gate is a no-op (the hooks then do nothing) and may
+    override ``observe`` to see each layer's context (called only when ``keep_context`` is True).
+    """
+
+    is_identity: bool = False
+    keep_context: bool = False
+
+    def __init__(self, *, num_layers: int, num_heads: int):
+        super().__init__()
+        self.num_layers, self.num_heads = int(num_layers), int(num_heads)
+
+    def observe(self, layer: int, context: Tensor, gated: Tensor) -> None:
+        """See layer ``layer``'s context ``(..., H, d_h)`` and its gated version (same shape)."""
+
+    def extra_repr(self) -> str:
+        return f"num_layers={self.num_layers}, num_heads={self.num_heads}"
+
+
+class OnesGate(HeadGate):
+    """Every head open: a no-op whose hooks skip the multiply entirely."""
+
+    is_identity = True
+
+    def forward(self) -> Tensor:
+        return torch.ones(self.num_layers, self.num_heads)
+
+
+class MaskGate(HeadGate):
+    """A fixed (L, H) multiplier buffer: 0/1 masks from pruning, tickets, rewinding, or any floats."""
+
+    def __init__(self, *, mask: Tensor):
+        super().__init__(num_layers=mask.shape[0], num_heads=mask.shape[1])
+        self.register_buffer("mask", mask.detach().clone().float())
+
+    def forward(self) -> Tensor:
+        return self.mask
+
+
+class ImportanceGate(HeadGate):
+    """A leaf tensor of ones; after ``backward`` its ``.grad`` is ∂L/∂ξ (Michel et al., 2019).
+
+    ``values`` is an ``nn.Parameter`` so it stays a leaf across ``.to()``/``.double()``; keep it out of
+    optimizers. With ``keep_context=True`` each forward stores per layer the context ``c`` (B, T, H, d_h)
+    and the gated context (``retain_grad``), from which ``per_example_grad`` gives ⟨c, ∂L/∂(ξc)⟩.
+    """
+
+    def __init__(self, *, num_layers: int, num_heads: int, keep_context: bool = False):
+        super().__init__(num_layers=num_layers, num_heads=num_heads)
+        self.values = nn.Parameter(torch.ones(num_layers, num_heads))
+        self.keep_context = keep_context
+        self.contexts: list[Tensor | None] = [None] * num_layers
+        self.gated: list[Tensor | None] = [None] * num_layers
+
+    def forward(self) -> Tensor:
+        if self.keep_context:  # called once per encoder forward: start a fresh record
+            self.contexts = [None] * self.num_layers
+            self.gated = [None] * self.num_layers
+        return self.values
+
+    def observe(self, layer: int, context: Tensor, gated: Tensor) -> None:
+        if gated.requires_grad:
+            gated.retain_grad()
+        self.contexts[layer], self.gated[layer] = context, gated
+
+    def per_example_grad(self) -> Tensor:
+        """Per-example ∂L/∂ξ: ``Σ_{t,d} c · ∂L/∂(ξc)`` (its abs is Super Tickets' per-example score).
+
+        Returns:
+            Tensor (L, B, H); summed over B it equals ``values.grad`` of this backward.
+        """
+        out = []
+        for layer, (c, g) in enumerate(zip(self.contexts, self.gated, strict=True)):
+            if c is None or g is None or g.grad is None:
+                raise RuntimeError(f"no context gradient for layer {layer}: forward+backward first")
+            out.append((c.detach() * g.grad).sum(dim=(1, 3)))  # (B, T, H, d_h) -> (B, H)
+        return torch.stack(out)
+
+    def clear(self) -> None:
+        """Drop the stored contexts (they hold activations) and the accumulated gradient."""
+        self.contexts = [None] * self.num_layers
+        self.gated = [None] * self.num_layers
+        self.values.grad = None
+
+
+@dataclass
+class GateHandle:
+    """Returned by ``install_head_gate``: ``remove()`` restores the ungated model."""
+
+    gate: HeadGate
+    hooks: list = field(default_factory=list)
+    values: Tensor | None = None  # (L, H) of the current forward
+    depth: int = 0  # shared-module depth counter (ALBERT)
+
+    def remove(self) -> None:
+        for h in self.hooks:
+            h.remove()
+        self.hooks.clear()
+        self.values = None
+
+    def __enter__(self) -> GateHandle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+def find_projections(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+    """The attention output projections of ``model``, in layer order (shared modules listed once)."""
+    found = [
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear) and any(n == s or n.endswith("." + s) for s in PROJECTION_SUFFIXES)
+    ]
+    if not found:
+        raise ValueError(
+            f"no attention output projection found in {type(model).__name__}: expected a Linear named "
+            f"*.{{{', '.join(PROJECTION_SUFFIXES)}}}; add this architecture's name to PROJECTION_SUFFIXES"
+        )
+
+    def last_int(name: str) -> int | None:
+        nums = re.findall(r"\.(\d+)\.", "." + name + ".")
+        return int(nums[-1]) if nums else None
+
+    idx = [last_int(n) for n, _ in found]
+    if None not in idx and sorted(idx) == list(range(len(found))):
+        found = [found[i] for i in sorted(range(len(found)), key=idx.__getitem__)]
+    return found
+
+
+def install_head_gate(model: nn.Module, gate: HeadGate) -> GateHandle:
+    """Hook ``gate`` into every attention layer of ``model``.
+
+    Args:
+        model: a transformers encoder (base model or a model with a head).
+        gate: a ``HeadGate`` whose ``forward()`` returns (L, H) with ``(L, H) == head_shape(model)``.
+
+    Returns:
+        A ``GateHandle``; ``handle.remove()`` uninstalls every hook. Several gates may be installed at
+        once (e.g. a pruning mask and an importance gate): their multipliers compose.
+    """
+    rows, heads = head_shape(model)
+    if (gate.num_layers, gate.num_heads) != (rows, heads):
+        raise ValueError(
+            f"gate shape {(gate.num_layers, gate.num_heads)} != {type(model).__name__} heads {(rows, heads)}"
+        )
+    projections = find_projections(model)
+    shared = len(projections) < rows
+    if not shared and len(projections) != rows:
+        raise ValueError(f"{type(model).__name__}: found {len(projections)} projections for {rows} layers")
+    handle = GateHandle(gate=gate)
+
+    def start(module, args):  # once per forward of the whole model
+        handle.depth = 0
+        if gate.is_identity:
+            handle.values = None
+            return
+        values, param = gate(), next(model.parameters(), None)
+        handle.values = values if param is None else values.to(param.device)  # (L, H)
+
+    def make_hook(fixed_layer: int | None, d_in: int):
+        if d_in % heads:
+            raise ValueError(f"{type(model).__name__}: projection width {d_in} % {heads} heads != 0")
+        d_h = d_in // heads
+
+        def hook(module, args):
+            if fixed_layer is None:
+                layer, handle.depth = handle.depth % rows, handle.depth + 1
+            else:
+                layer = fixed_layer
+            if gate.is_identity:
+                return None
+            if handle.values is None:  # encoder called below the hooked top module
+                handle.values = gate()
+            x = args[0]  # (..., T, H·d_h)
+            g = handle.values[layer].to(device=x.device, dtype=x.dtype)  # (H,)
+            ctx = x.unflatten(-1, (heads, d_h))  # (..., T, H, d_h)
+            gated = ctx * g.unsqueeze(-1)  # one broadcast multiply per layer
+            if gate.keep_context:
+                gate.observe(layer, ctx, gated)
+            return (gated.flatten(-2), *args[1:])  # (..., T, H·d_h)
+
+        return hook
+
+    handle.hooks.append(model.register_forward_pre_hook(start))
+    for i, (_, proj) in enumerate(projections):
+        hook = make_hook(None if shared else i, proj.in_features)
+        handle.hooks.append(proj.register_forward_pre_hook(hook))
+    return handle
