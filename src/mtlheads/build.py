@@ -1,0 +1,104 @@
+"""Small builders shared by every mode: config -> encoder, tasks, data splits, trainer, logger.
+
+Each mode composes these; none of them knows which mode called it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mtlheads.encoder.load import load_encoder
+from mtlheads.encoder.word_encoder import WordEncoder
+from mtlheads.tasks.base import Task
+from mtlheads.training.data import TaskSplit, subword_lengths
+
+SPLITS = ("train", "dev", "test")
+
+
+def build_encoder(cfg: DictConfig) -> tuple[WordEncoder, object]:
+    """``cfg.encoder`` -> (word-level encoder, tokenizer)."""
+    model, tokenizer = load_encoder(cfg.name, attn_implementation=cfg.attn_implementation)
+    encoder = WordEncoder(
+        model=model,
+        pooling=cfg.pooling,
+        word_dropout=cfg.word_dropout,
+        mask_token_id=tokenizer.mask_token_id
+        if tokenizer.mask_token_id is not None
+        else tokenizer.unk_token_id,
+        special_ids=list(tokenizer.all_special_ids),
+        max_length=cfg.max_length,
+        stride=cfg.stride,
+    )
+    return encoder, tokenizer
+
+
+def build_tasks(cfg: DictConfig, *, single_task: bool = False) -> dict[str, Task]:
+    """``cfg.tasks`` (name -> {task, train, dev, test}) -> task objects, in config order."""
+    if not cfg.get("tasks"):
+        raise ValueError("config key 'tasks' is empty: choose a task set, e.g. taskset=ewt3 or taskset=pos")
+    if single_task and len(cfg.tasks) != 1:
+        raise ValueError(
+            f"mode=stl trains one task but taskset gives {list(cfg.tasks)}: "
+            "use taskset=<one task> or mode=mtl"
+        )
+    return {name: instantiate(tc.task) for name, tc in cfg.tasks.items()}
+
+
+def read_split(task: Task, path: str, tokenizer) -> TaskSplit:
+    """Reads one file with the task's reader and measures subword lengths."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"{path}: no such file (task '{task.name}'); check data_dir or the task's files"
+        )
+    sentences = task.read(path)
+    return TaskSplit(sentences=sentences, lengths=subword_lengths(tokenizer, sentences))
+
+
+def read_task_data(
+    cfg: DictConfig, tasks: Mapping[str, Task], tokenizer, splits=SPLITS
+) -> dict[str, dict[str, TaskSplit]]:
+    """Reads every split of every task and fits each task's vocabulary on its train split."""
+    data = {
+        name: {s: read_split(task, cfg.tasks[name][s], tokenizer) for s in splits}
+        for name, task in tasks.items()
+    }
+    for name, task in tasks.items():
+        if "train" in data[name]:
+            task.fit_vocab(data[name]["train"].sentences)
+    return data
+
+
+def build_logger(cfg: DictConfig, out_dir: Path):
+    """``cfg.logger`` -> a Lightning logger writing under ``out_dir`` (False when disabled)."""
+    if not cfg.get("logger"):
+        return False
+    logger = instantiate(cfg.logger, save_dir=str(out_dir))
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return logger
+
+
+def close_logger(logger) -> None:
+    """Ends a W&B run so that the next job of a multirun gets its own run."""
+    if isinstance(logger, pl.loggers.WandbLogger):
+        import wandb
+
+        wandb.finish()
+
+
+def default_ewt_dir() -> Path:
+    """The EWT excerpt shipped inside the package."""
+    return Path(__file__).resolve().parent / "resources" / "ewt"
+
+
+def resolve_ewt_dir(data_dir: str | None) -> str:
+    """``data_dir`` may be the parent of ``ewt/`` (like ../shared/data) or the ewt folder itself."""
+    if data_dir is None:
+        return str(default_ewt_dir())
+    root = Path(os.path.expanduser(str(data_dir)))
+    return str(root / "ewt" if (root / "ewt").is_dir() else root)

@@ -1,0 +1,55 @@
+"""The ``mtlheads`` command: a thin Hydra entry point that hands the config to the chosen mode."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from mtlheads.build import resolve_ewt_dir
+from mtlheads.encoder.load import EncoderNotAvailableError
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def register_resolvers() -> None:
+    """OmegaConf resolvers used by conf/config.yaml (safe to call twice)."""
+    if not OmegaConf.has_resolver("mtlheads.ewt_dir"):
+        OmegaConf.register_new_resolver("mtlheads.ewt_dir", resolve_ewt_dir)
+    if not OmegaConf.has_resolver("mtlheads.join"):
+        OmegaConf.register_new_resolver("mtlheads.join", lambda d: "+".join(d) if d else "none")
+
+
+def rewrite_encoder_override(argv: list[str]) -> list[str]:
+    """``encoder=<hub name or path>`` with no config of that name -> ``encoder=auto encoder.name=<...>``."""
+    known = {p.stem for p in (Path(CONF_DIR) / "encoder").glob("*.yaml")}
+    out = []
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key == "encoder" and value and value not in known and "," not in value:
+            out += ["encoder=auto", f"encoder.name={value}"]
+        else:
+            out.append(arg)
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def _main(cfg: DictConfig) -> float | None:
+    run = hydra.utils.instantiate(cfg.mode.run)
+    try:
+        return run(cfg)
+    except EncoderNotAvailableError as e:
+        print(f"error: {e}", file=sys.stderr)  # a message, not a traceback: the fix is the user's
+        sys.exit(2)
+
+
+def main() -> None:
+    register_resolvers()
+    sys.argv = [sys.argv[0], *rewrite_encoder_override(sys.argv[1:])]
+    _main()
+
+
+if __name__ == "__main__":
+    main()

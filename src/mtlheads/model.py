@@ -1,0 +1,154 @@
+"""The LightningModule: one shared (gated) word encoder, one decoder per task.
+
+Training steps see single-task mini-batches (see ``training/data.py``); evaluation runs one
+dataloader per task and reports each task's metrics plus their unweighted mean, ``score``,
+which selects the best checkpoint (He & Choi 2021, §4.1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+
+from mtlheads.encoder.word_encoder import WordEncoder
+from mtlheads.tasks.base import Metric, Task
+from mtlheads.training.balancer import MovingAverageBalancer
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with separate learning rates; linear warmup over ``warmup`` of the steps, then decay to 0."""
+
+    encoder_lr: float = 5e-5
+    decoder_lr: float = 1e-3
+    weight_decay: float = 0.0
+    eps: float = 1e-8
+    warmup: float = 0.1
+
+
+class MultiTaskModel(pl.LightningModule):
+    """Shared encoder + ``nn.ModuleDict`` of task decoders.
+
+    Args:
+        encoder: word-level encoder (subword pooling, word dropout, sliding window, head gate).
+        tasks: task objects with their vocabularies already fitted.
+        optim: optimizer settings.
+        balancer: optional loss balancer called as ``balancer(task, loss)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder: WordEncoder,
+        tasks: Mapping[str, Task],
+        optim: OptimConfig,
+        balancer: MovingAverageBalancer | None = None,
+    ):
+        super().__init__()
+        self.encoder = encoder
+        self.tasks = dict(tasks)
+        self.decoders = nn.ModuleDict({n: t.build_decoder(encoder.hidden_size) for n, t in tasks.items()})
+        self.optim, self.balancer = optim, balancer
+        self.final_decode = False  # True: test-time decoding (e.g. Eisner for DEP)
+        self.eval_names: list[str] = []  # task of each eval dataloader, in order
+        self.results: dict[str, dict[str, float]] = {}
+        self.history: list[dict] = []  # dev results of every training epoch
+        self.run_config: dict = {}  # resolved run config, saved in checkpoints for mode=eval
+        self._metrics: dict[str, Metric] = {}
+
+    def forward(self, task: str, inputs: dict[str, torch.Tensor]):
+        """Runs the encoder and ``task``'s decoder; returns (decoder output, word mask (B, N))."""
+        hidden, mask = self.encoder(inputs, cls_is_root=self.tasks[task].cls_is_root)  # (B, N, D), (B, N)
+        return self.decoders[task](hidden, mask), mask
+
+    # ---- training -------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        name = batch["task"]
+        out, mask = self(name, batch["inputs"])
+        loss = self.tasks[name].loss(out, batch["targets"], mask)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite loss {loss.item()} for task '{name}' "
+                f"at step {self.global_step}, batch {batch_idx}"
+            )
+        self.log(f"train/loss_{name}", loss.detach(), batch_size=len(batch["sentences"]))
+        return self.balancer(name, loss) if self.balancer is not None else loss
+
+    # ---- evaluation (dev and test share the code; the prefix is the split) ---------------------
+    def _eval_start(self) -> None:
+        self._metrics = {n: self.tasks[n].new_metric() for n in self.eval_names}
+
+    def _eval_step(self, batch: dict) -> None:
+        name = batch["task"]
+        out, mask = self(name, batch["inputs"])
+        preds = self.tasks[name].decode(out, mask, final=self.final_decode)
+        self._metrics[name].update(preds, batch["sentences"])
+
+    def _eval_end(self, split: str) -> None:
+        self.results = {n: m.compute() for n, m in self._metrics.items()}
+        for n, scores in self.results.items():
+            for k, v in scores.items():
+                self.log(f"{split}/{n}/{k}", float(v))
+        score = self.score(self.results)
+        self.log(f"{split}/score", score)
+        if split == "dev" and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            self.history.append({"epoch": self.current_epoch, "score": score, **self.results})
+
+    def score(self, results: Mapping[str, Mapping[str, float]]) -> float:
+        """Unweighted mean of each task's main metric."""
+        return sum(float(results[n][self.tasks[n].main_metric]) for n in results) / max(len(results), 1)
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_start()
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("dev")
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_start()
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
+
+    # ---- optimisation ---------------------------------------------------------------------------
+    def configure_optimizers(self):
+        groups = _param_groups(self.encoder, self.optim.encoder_lr, self.optim.weight_decay)
+        groups += _param_groups(self.decoders, self.optim.decoder_lr, self.optim.weight_decay)
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], eps=self.optim.eps)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.optim.warmup * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---- checkpoints carry what is needed to rebuild the tasks ---------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["mtlheads_config"] = self.run_config
+        checkpoint["mtlheads_vocab"] = {n: t.vocab_state() for n, t in self.tasks.items()}
+        if self.balancer is not None:
+            checkpoint["mtlheads_balancer"] = self.balancer.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.balancer is not None and "mtlheads_balancer" in checkpoint:
+            self.balancer.load_state_dict(checkpoint["mtlheads_balancer"])
+
+
+def _param_groups(module: nn.Module, lr: float, weight_decay: float) -> list[dict]:
+    """Two AdamW groups for ``module``: biases and norm weights get no weight decay."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    return [
+        {"params": decay, "lr": lr, "weight_decay": weight_decay},
+        {"params": no_decay, "lr": lr, "weight_decay": 0.0},
+    ]

@@ -1,0 +1,77 @@
+"""mode=eval: evaluate a saved checkpoint on any file in each task's format.
+
+``mtlheads mode=eval ckpt=<run>/checkpoints/best.ckpt eval_files.pos=<file.conllu>`` writes
+``metrics.json`` with one entry per evaluated task and file. The tasks, their vocabularies and the
+encoder settings come from the checkpoint; the encoder weights from its state dict.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mtlheads.build import build_encoder, build_tasks, read_split
+from mtlheads.model import MultiTaskModel, OptimConfig
+from mtlheads.modes.train import output_dir
+from mtlheads.training.data import eval_loader
+from mtlheads.utils.io import atomic_write_json
+from mtlheads.utils.report import score_table
+
+
+def load_checkpoint(path: str) -> tuple[MultiTaskModel, object, DictConfig]:
+    """Rebuilds the model saved by mode=stl/mtl: returns (model in eval mode, tokenizer, training config)."""
+    if not path or not Path(path).is_file():
+        raise FileNotFoundError(f"config key 'ckpt': no checkpoint file at {path!r}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if "mtlheads_config" not in ckpt:
+        raise ValueError(f"{path}: not an mtlheads checkpoint (no 'mtlheads_config' entry)")
+    train_cfg = OmegaConf.create(ckpt["mtlheads_config"])
+    tasks = build_tasks(train_cfg)
+    for name, task in tasks.items():
+        task.load_vocab_state(ckpt["mtlheads_vocab"][name])
+    encoder, tokenizer = build_encoder(train_cfg.encoder)
+    model = MultiTaskModel(encoder=encoder, tasks=tasks, optim=OptimConfig())
+    model.load_state_dict(ckpt["state_dict"])
+    model.run_config = ckpt["mtlheads_config"]
+    return model.eval(), tokenizer, train_cfg
+
+
+def run(cfg: DictConfig) -> float:
+    model, tokenizer, train_cfg = load_checkpoint(cfg.ckpt)
+    given = {n: p for n, p in cfg.eval_files.items() if p}
+    files = given or {n: train_cfg.tasks[n].test for n in model.tasks}
+    unknown = sorted(set(files) - set(model.tasks))
+    if unknown:
+        raise ValueError(
+            f"eval_files names tasks {unknown} that checkpoint {cfg.ckpt} lacks; it has {list(model.tasks)}"
+        )
+    model.final_decode = True
+    trainer = pl.Trainer(
+        accelerator="auto",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=cfg.trainer.get("enable_progress_bar", True),
+    )
+    results = {}
+    for name, path in files.items():
+        split = read_split(model.tasks[name], path, tokenizer)
+        model.eval_names = [name]
+        loader = eval_loader(
+            task=name,
+            split=split,
+            tasks=model.tasks,
+            tokenizer=tokenizer,
+            max_tokens=cfg.batch.eval_max_tokens,
+            max_sentences=cfg.batch.max_sentences,
+        )
+        trainer.test(model, dataloaders=[loader], verbose=False)
+        results[name] = {**model.results[name], "file": str(path), "sentences": len(split.sentences)}
+    out = output_dir(cfg)
+    atomic_write_json(out / "metrics.json", {"mode": "eval", "checkpoint": str(cfg.ckpt), "test": results})
+    numeric = {n: {k: v for k, v in r.items() if isinstance(v, float)} for n, r in results.items()}
+    print(f"\n{score_table({'eval': numeric})}\n\noutput dir: {out}")
+    return model.score(numeric)

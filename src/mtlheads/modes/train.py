@@ -1,0 +1,127 @@
+"""mode=stl and mode=mtl: train on the training splits, select on dev, test the best checkpoint.
+
+STL is MTL with one task. Writes to the run dir: ``config.yaml`` (resolved), ``metrics.json``
+(dev + test per task, best epoch, per-epoch dev history) and ``checkpoints/best.ckpt``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mtlheads.build import build_encoder, build_logger, build_tasks, close_logger, read_task_data
+from mtlheads.model import MultiTaskModel
+from mtlheads.training.data import MultiTaskBatchSampler, eval_loader, train_loader
+from mtlheads.utils.io import atomic_write_json, atomic_write_text
+from mtlheads.utils.report import score_table
+
+log = logging.getLogger("mtlheads")
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """The Hydra run dir (or ``cfg.out_dir`` when called outside Hydra, e.g. from tests)."""
+    if cfg.get("out_dir"):
+        return Path(cfg.out_dir)
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def run(cfg: DictConfig) -> float:
+    """Trains, selects and tests; returns the best dev score (what a Hydra sweeper would maximise)."""
+    out = output_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    pl.seed_everything(cfg.seed, workers=True)
+
+    tasks = build_tasks(cfg, single_task=cfg.mode.single_task)
+    encoder, tokenizer = build_encoder(cfg.encoder)
+    data = read_task_data(cfg, tasks, tokenizer)
+    accumulate = int(cfg.trainer.get("accumulate_grad_batches", 1))
+    max_tokens, max_sentences = (
+        cfg.batch.max_tokens // accumulate,
+        max(cfg.batch.max_sentences // accumulate, 1),
+    )
+
+    balancer = instantiate(cfg.balancer) if cfg.get("balancer") else None
+    model = MultiTaskModel(encoder=encoder, tasks=tasks, optim=instantiate(cfg.optim), balancer=balancer)
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    model.eval_names = list(tasks)
+    model.train()  # from_pretrained returns the encoder in eval mode (dropout off)
+
+    batch_sampler = MultiTaskBatchSampler(
+        lengths={n: d["train"].lengths for n, d in data.items()},
+        max_tokens=max_tokens,
+        max_sentences=max_sentences,
+        sampler=instantiate(cfg.sampler),
+        seed=cfg.seed,
+    )
+    train = train_loader(
+        splits={n: d["train"] for n, d in data.items()},
+        tasks=tasks,
+        tokenizer=tokenizer,
+        batch_sampler=batch_sampler,
+    )
+
+    def loaders(split: str):
+        return [
+            eval_loader(
+                task=n,
+                split=d[split],
+                tasks=tasks,
+                tokenizer=tokenizer,
+                max_tokens=cfg.batch.eval_max_tokens,
+                max_sentences=cfg.batch.max_sentences,
+            )
+            for n, d in data.items()
+        ]
+
+    checkpoint = pl.callbacks.ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best", monitor="dev/score", mode="max", save_top_k=1
+    )
+    callbacks: list[pl.Callback] = [checkpoint]
+    if cfg.get("patience"):
+        callbacks.append(pl.callbacks.EarlyStopping(monitor="dev/score", mode="max", patience=cfg.patience))
+    logger = build_logger(cfg, out)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(out)
+    )
+    try:
+        started = time.perf_counter()
+        trainer.fit(model, train_dataloaders=train, val_dataloaders=loaders("dev"))
+        train_seconds = time.perf_counter() - started
+        best = checkpoint.best_model_path
+        best_epoch = int(torch.load(best, map_location="cpu", weights_only=False)["epoch"]) if best else None
+
+        # Final evaluation of the best checkpoint with test-time decoding (e.g. Eisner), on dev and test.
+        model.final_decode = True
+        results = {}
+        for split in ("dev", "test"):
+            evaluate = trainer.validate if split == "dev" else trainer.test
+            evaluate(model, dataloaders=loaders(split), ckpt_path=best or None, verbose=False)
+            results[split] = {**model.results, "score": model.score(model.results)}
+    finally:
+        close_logger(logger)
+
+    metrics = {
+        "mode": cfg.mode.name,
+        "tasks": list(tasks),
+        "encoder": cfg.encoder.name,
+        "seed": cfg.seed,
+        "best_epoch": best_epoch,
+        "epochs_run": trainer.current_epoch,
+        "train_seconds": round(train_seconds, 1),
+        "dev": results["dev"],
+        "test": results["test"],
+        "history": model.history,
+        "checkpoint": best,
+    }
+    atomic_write_json(out / "metrics.json", metrics)
+    table = score_table({"dev": results["dev"], "test": results["test"]})
+    print(f"\n{table}\n\nbest epoch: {best_epoch}   output dir: {out}")
+    return float(results["dev"]["score"])

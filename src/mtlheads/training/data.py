@@ -1,0 +1,147 @@
+"""Multi-task data: read each task's splits, tokenize, and serve single-task batches.
+
+Training batches come from :class:`MultiTaskBatchSampler`: each epoch it cuts every task's
+sentences into token-budget batches, draws a task schedule from the sampler's probabilities, and
+yields ``[(task, index), ...]`` lists. Lightning calls ``set_epoch`` on it, so the shuffles are a
+pure function of ``(seed, epoch)``: deterministic and resumable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mtlheads.data.sentence import Sentence
+from mtlheads.encoder.word_encoder import tokenize_words
+from mtlheads.tasks.base import Task
+from mtlheads.training.batching import token_budget_batches
+from mtlheads.training.sampler import TemperatureSampler, task_schedule
+
+
+@dataclass
+class TaskSplit:
+    """One split of one task: its sentences and their subword lengths (special tokens included)."""
+
+    sentences: list[Sentence]
+    lengths: list[int] = field(default_factory=list)
+
+
+def subword_lengths(tokenizer, sentences: list[Sentence], chunk: int = 1024) -> list[int]:
+    """Subword count of each sentence as the encoder will see it (with [CLS]/[SEP])."""
+    lengths: list[int] = []
+    for start in range(0, len(sentences), chunk):
+        words = [s.words for s in sentences[start : start + chunk]]
+        enc = tokenizer(words, is_split_into_words=True, add_special_tokens=True)["input_ids"]
+        # A word with no subword still gets one (the encoder maps it to [UNK]).
+        lengths += [max(len(ids), len(w) + 2) for ids, w in zip(enc, words, strict=True)]
+    return lengths
+
+
+class MultiTaskBatchSampler(Sampler[list[tuple[str, int]]]):
+    """Yields one epoch of single-task batches in a sampled task order.
+
+    Args:
+        lengths: per task, the subword length of every training sentence.
+        max_tokens: padded-token budget of one mini-batch.
+        max_sentences: sentence cap of one mini-batch.
+        sampler: gives task probabilities from batch counts (temperature, proportional, uniform).
+        seed: base seed; epoch ``e`` uses ``np.random.default_rng([seed, e])``.
+    """
+
+    def __init__(
+        self,
+        *,
+        lengths: Mapping[str, list[int]],
+        max_tokens: int,
+        max_sentences: int,
+        sampler: TemperatureSampler,
+        seed: int,
+    ):
+        self.lengths, self.sampler, self.seed = dict(lengths), sampler, seed
+        self.max_tokens, self.max_sentences = max_tokens, max_sentences
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _task_batches(self, rng: np.random.Generator) -> dict[str, list[list[int]]]:
+        return {
+            t: token_budget_batches(
+                n, max_tokens=self.max_tokens, max_sentences=self.max_sentences, shuffle=True, rng=rng
+            )
+            for t, n in self.lengths.items()
+        }
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._task_batches(np.random.default_rng(0)).values())
+
+    def __iter__(self) -> Iterator[list[tuple[str, int]]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        batches = self._task_batches(rng)
+        counts = {t: len(b) for t, b in batches.items()}
+        schedule = task_schedule(counts, self.sampler.probabilities(counts), rng)
+        cursor = dict.fromkeys(batches, 0)
+        for task in schedule:
+            if cursor[task] == len(batches[task]):  # cycle a small task: reshuffle and start over
+                order = rng.permutation(len(batches[task]))
+                batches[task] = [batches[task][j] for j in order]
+                cursor[task] = 0
+            yield [(task, i) for i in batches[task][cursor[task]]]
+            cursor[task] += 1
+
+
+class _TaskDataset(Dataset):
+    def __init__(self, splits: Mapping[str, TaskSplit]):
+        self.splits = splits
+
+    def __getitem__(self, key: tuple[str, int]) -> tuple[str, Sentence]:
+        task, i = key
+        return task, self.splits[task].sentences[i]
+
+    def __len__(self) -> int:
+        return sum(len(s.sentences) for s in self.splits.values())
+
+
+class Collate:
+    """Turns ``[(task, sentence), ...]`` into ``{"task", "inputs", "targets", "sentences"}``."""
+
+    def __init__(self, *, tokenizer, tasks: Mapping[str, Task]):
+        self.tokenizer, self.tasks = tokenizer, tasks
+
+    def __call__(self, items: list[tuple[str, Sentence]]) -> dict:
+        names = {t for t, _ in items}
+        if len(names) != 1:
+            raise RuntimeError(f"a mini-batch must hold one task, got {sorted(names)}")
+        task = names.pop()
+        sentences = [s for _, s in items]
+        return {
+            "task": task,
+            "inputs": tokenize_words(self.tokenizer, [s.words for s in sentences]),
+            "targets": self.tasks[task].targets(sentences),
+            "sentences": sentences,
+        }
+
+
+def train_loader(
+    *, splits: Mapping[str, TaskSplit], tasks: Mapping[str, Task], tokenizer, batch_sampler: Sampler
+) -> DataLoader:
+    return DataLoader(
+        _TaskDataset(splits),
+        batch_sampler=batch_sampler,
+        collate_fn=Collate(tokenizer=tokenizer, tasks=tasks),
+    )
+
+
+def eval_loader(
+    *, task: str, split: TaskSplit, tasks: Mapping[str, Task], tokenizer, max_tokens: int, max_sentences: int
+) -> DataLoader:
+    """Sequential (length-sorted) batches of one task's split."""
+    batches = token_budget_batches(split.lengths, max_tokens=max_tokens, max_sentences=max_sentences)
+    return DataLoader(
+        _TaskDataset({task: split}),
+        batch_sampler=[[(task, i) for i in b] for b in batches],
+        collate_fn=Collate(tokenizer=tokenizer, tasks=tasks),
+    )

@@ -1,0 +1,147 @@
+"""End to end: the real configs composed by Hydra, trained on the shipped excerpt with a tiny encoder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from mtlheads.cli import CONF_DIR, register_resolvers, rewrite_encoder_override
+from mtlheads.modes import evaluate, train
+
+EXCERPT = Path(__file__).resolve().parents[1] / "src" / "mtlheads" / "resources" / "ewt"
+
+
+def make_cfg(overrides: list[str]):
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def test_default_config_is_mtl_on_the_shipped_excerpt_with_minilm():
+    cfg = make_cfg([])
+    assert cfg.mode.name == "mtl" and list(cfg.tasks) == ["pos", "ner", "dep"]
+    assert cfg.encoder.name == "minilm"
+    assert Path(cfg.tasks.pos.train) == EXCERPT / "ud" / "train.conllu"
+    assert Path(cfg.tasks.pos.train).is_file()
+
+
+def test_data_dir_points_tasks_at_the_full_data(tmp_path):
+    (tmp_path / "ewt").mkdir()
+    cfg = make_cfg([f"data_dir={tmp_path}", "taskset=ner"])
+    assert list(cfg.tasks) == ["ner"]
+    assert cfg.tasks.ner.dev == str(tmp_path / "ewt" / "ner" / "dev.iob2")
+
+
+def test_unknown_encoder_name_becomes_encoder_auto():
+    assert rewrite_encoder_override(["encoder=roberta-base", "seed=2"]) == ["encoder=roberta-base", "seed=2"]
+    assert rewrite_encoder_override(["encoder=/models/my-bert"]) == [
+        "encoder=auto",
+        "encoder.name=/models/my-bert",
+    ]
+    cfg = make_cfg(rewrite_encoder_override(["encoder=org/some-model"]))
+    assert cfg.encoder.name == "org/some-model" and cfg.encoder.pooling == "mean"
+
+
+def test_stl_refuses_several_tasks(tmp_path, tiny_bert_dir):
+    cfg = make_cfg(["mode=stl", "taskset=ewt3", f"encoder.name={tiny_bert_dir}", f"out_dir={tmp_path}"])
+    with pytest.raises(ValueError, match="mode=stl trains one task"):
+        train.run(cfg)
+
+
+def _smoke(tmp_path, tiny_bert_dir, *extra):
+    return make_cfg(
+        [
+            f"encoder.name={tiny_bert_dir}",
+            "trainer=smoke",
+            "trainer.max_epochs=2",
+            "logger=csv",
+            f"out_dir={tmp_path}",
+            *extra,
+        ]
+    )
+
+
+def test_mtl_run_writes_metrics_and_checkpoint_and_eval_reloads_it(tmp_path, tiny_bert_dir):
+    score = train.run(_smoke(tmp_path / "run", tiny_bert_dir, "balancer=moving_average"))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(metrics["dev"]) == {"pos", "ner", "dep", "score"}
+    assert set(metrics["test"]["dep"]) >= {"uas", "las"}
+    assert metrics["best_epoch"] in (0, 1) and len(metrics["history"]) == 2
+    assert metrics["dev"]["score"] == pytest.approx(score)
+    assert (tmp_path / "run" / "config.yaml").is_file()
+
+    # mode=eval on the checkpoint, on the dev file: must reproduce the run's own final dev numbers.
+    cfg = make_cfg(
+        [
+            "mode=eval",
+            f"ckpt={metrics['checkpoint']}",
+            f"out_dir={tmp_path / 'eval'}",
+            f"eval_files.pos={EXCERPT / 'ud' / 'dev.conllu'}",
+            f"eval_files.dep={EXCERPT / 'ud' / 'dev.conllu'}",
+        ]
+    )
+    evaluate.run(cfg)
+    ev = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]
+    assert set(ev) == {"pos", "dep"}
+    assert ev["pos"]["acc"] == pytest.approx(metrics["dev"]["pos"]["acc"])
+    assert ev["dep"]["las"] == pytest.approx(metrics["dev"]["dep"]["las"])
+
+
+def test_same_seed_same_metrics(tmp_path, tiny_bert_dir):
+    a = train.run(_smoke(tmp_path / "a", tiny_bert_dir, "taskset=pos", "mode=stl", "seed=3"))
+    b = train.run(_smoke(tmp_path / "b", tiny_bert_dir, "taskset=pos", "mode=stl", "seed=3"))
+    assert a == b
+    ma, mb = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
+    assert ma["history"] == mb["history"] and ma["test"] == mb["test"]
+
+
+def _cli(args, cwd, env_extra=None):
+    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "mtlheads.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_cli_multirun_writes_one_dir_per_job(tmp_path, tiny_bert_dir):
+    proc = _cli(
+        [
+            "-m",
+            "mode=stl",
+            "taskset=pos,ner",
+            "seed=1,2",
+            "trainer=smoke",
+            "logger=wandb",
+            f"encoder={tiny_bert_dir}",
+            f"hydra.sweep.dir={tmp_path}/sweep",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
+    assert len(jobs) == 4
+    seen = set()
+    for m in jobs:
+        metrics = json.loads(m.read_text())
+        seen.add((metrics["tasks"][0], metrics["seed"]))
+        assert (m.parent / "config.yaml").is_file()
+        assert list((m.parent / "wandb").glob("offline-run-*")), "one offline W&B run per job"
+    assert seen == {("pos", 1), ("pos", 2), ("ner", 1), ("ner", 2)}
+
+
+def test_cli_unreachable_hub_model_is_a_clear_error(tmp_path):
+    proc = _cli(
+        ["encoder=bert-base-cased", "trainer=smoke", "logger=none", f"out_dir={tmp_path}"], cwd=tmp_path
+    )
+    assert proc.returncode == 2
+    assert "bert-base-cased" in proc.stderr and "Traceback" not in proc.stderr
