@@ -47,3 +47,19 @@ def tiny_bert_dir(tmp_path_factory, minilm_dir) -> str:
     BertModel(config).save_pretrained(path)
     AutoTokenizer.from_pretrained(minilm_dir).save_pretrained(path)
     return str(path)
+
+
+def compose_config(overrides: list[str]):
+    """The real conf/ composed by Hydra, as the ``mtlheads`` command would see it."""
+    from hydra import compose, initialize_config_dir
+
+    from mtlheads.cli import CONF_DIR, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+@pytest.fixture
+def make_cfg():
+    return compose_config

@@ -9,18 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from mtlheads.cli import CONF_DIR, register_resolvers, rewrite_encoder_override
+from mtlheads.cli import rewrite_encoder_override
 from mtlheads.modes import evaluate, train
 
 EXCERPT = Path(__file__).resolve().parents[1] / "src" / "mtlheads" / "resources" / "ewt"
 
 
-def make_cfg(overrides: list[str]):
-    register_resolvers()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+from conftest import compose_config as make_cfg  # noqa: E402
 
 
 def test_default_config_is_mtl_on_the_shipped_excerpt_with_minilm():
@@ -145,3 +141,26 @@ def test_cli_unreachable_hub_model_is_a_clear_error(tmp_path):
     )
     assert proc.returncode == 2
     assert "bert-base-cased" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("choice", "cls_name"),
+    [("wandb", "WandbLogger"), ("tensorboard", "TensorBoardLogger"), ("csv", "CSVLogger")],
+)
+def test_logger_choices_build_their_lightning_logger(tmp_path, choice, cls_name, monkeypatch):
+    from mtlheads.build import build_logger, close_logger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = make_cfg([f"logger={choice}", "taskset=pos"])
+    logger = build_logger(cfg, tmp_path)
+    try:
+        assert type(logger).__name__ == cls_name
+        assert logger.save_dir == str(tmp_path)
+    finally:
+        close_logger(logger)
+
+
+def test_logger_none_disables_logging(tmp_path):
+    from mtlheads.build import build_logger
+
+    assert build_logger(make_cfg(["logger=none"]), tmp_path) is False
