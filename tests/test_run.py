@@ -69,6 +69,7 @@ def test_mtl_run_writes_metrics_and_checkpoint_and_eval_reloads_it(tmp_path, tin
     assert set(metrics["dev"]) == {"pos", "ner", "dep", "score"}
     assert set(metrics["test"]["dep"]) >= {"uas", "las"}
     assert metrics["best_epoch"] in (0, 1) and len(metrics["history"]) == 2
+    assert all(h["seconds"] > 0 for h in metrics["history"])
     assert metrics["dev"]["score"] == pytest.approx(score)
     assert (tmp_path / "run" / "config.yaml").is_file()
 

@@ -7,6 +7,7 @@ which selects the best checkpoint (He & Choi 2021, §4.1).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -60,6 +61,7 @@ class MultiTaskModel(pl.LightningModule):
         self.history: list[dict] = []  # dev results of every training epoch
         self.run_config: dict = {}  # resolved run config, saved in checkpoints for mode=eval
         self._metrics: dict[str, Metric] = {}
+        self._epoch_started = time.perf_counter()
 
     def forward(self, task: str, inputs: dict[str, torch.Tensor]):
         """Runs the encoder and ``task``'s decoder; returns (decoder output, word mask (B, N))."""
@@ -97,11 +99,17 @@ class MultiTaskModel(pl.LightningModule):
         score = self.score(self.results)
         self.log(f"{split}/score", score)
         if split == "dev" and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
-            self.history.append({"epoch": self.current_epoch, "score": score, **self.results})
+            seconds = round(time.perf_counter() - self._epoch_started, 1)  # training + dev evaluation
+            self.history.append(
+                {"epoch": self.current_epoch, "seconds": seconds, "score": score, **self.results}
+            )
 
     def score(self, results: Mapping[str, Mapping[str, float]]) -> float:
         """Unweighted mean of each task's main metric."""
         return sum(float(results[n][self.tasks[n].main_metric]) for n in results) / max(len(results), 1)
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_started = time.perf_counter()
 
     def on_validation_epoch_start(self) -> None:
         self._eval_start()
