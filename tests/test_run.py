@@ -165,3 +165,57 @@ def test_logger_none_disables_logging(tmp_path):
     from mtlheads.build import build_logger
 
     assert build_logger(make_cfg(["logger=none"]), tmp_path) is False
+
+
+def _tiny_glue(root: Path) -> None:
+    """A data dir with the shipped EWT excerpt and tiny RTE and STS-B files in GLUE's layout."""
+    root.mkdir(parents=True)
+    (root / "ewt").symlink_to(EXCERPT)
+    rows = [
+        ("A man is playing a guitar.", "A man plays music.", "entailment"),
+        ("The cat sleeps.", "A dog barks loudly.", "not_entailment"),
+    ] * 8
+    for name, label_of in (
+        ("RTE", lambda r: r[2]),
+        ("STS-B", lambda r: "4.5" if r[2] == "entailment" else "0.5"),
+    ):
+        d = root / "glue" / name
+        d.mkdir(parents=True)
+        for split in ("train", "dev"):
+            if name == "RTE":
+                lines = ["index\tsentence1\tsentence2\tlabel"]
+                lines += [f"{i}\t{a}\t{b}\t{label_of((a, b, y))}" for i, (a, b, y) in enumerate(rows)]
+            else:
+                lines = [
+                    "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"
+                ]
+                lines += [
+                    f"{i}\tx\tx\tx\tx\tx\tx\t{a}\t{b}\t{label_of((a, b, y))}"
+                    for i, (a, b, y) in enumerate(rows)
+                ]
+            (d / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+
+
+def test_mixed_token_and_sentence_tasks_on_one_encoder(tmp_path, tiny_bert_dir):
+    _tiny_glue(tmp_path / "data")
+    cfg = _smoke(
+        tmp_path / "run",
+        tiny_bert_dir,
+        "taskset=[pos,rte,stsb]",
+        f"data_dir={tmp_path / 'data'}",
+        "trainer.limit_val_batches=null",
+        "trainer.limit_test_batches=null",
+    )
+    train.run(cfg)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(metrics["dev"]) == {"pos", "rte", "stsb", "score"}
+    assert set(metrics["dev"]["stsb"]) == {"pearson", "spearman", "corr"}
+    assert 0.0 <= metrics["dev"]["rte"]["acc"] <= 1.0
+    assert set(metrics["test"]) == {"pos", "score"}  # GLUE has no labelled test split
+
+
+def test_glue5_samples_proportionally_unless_told_otherwise():
+    cfg = make_cfg(["taskset=glue5"])
+    assert list(cfg.tasks) == ["rte", "mrpc", "cola", "sst2", "stsb"]
+    assert cfg.sampler._target_.endswith("ProportionalSampler")
+    assert make_cfg(["taskset=glue5", "sampler=uniform"]).sampler._target_.endswith("UniformSampler")

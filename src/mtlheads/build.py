@@ -57,15 +57,18 @@ def read_split(task: Task, path: str, tokenizer) -> TaskSplit:
             f"{path}: no such file (task '{task.name}'); check data_dir or the task's files"
         )
     sentences = task.read(path)
-    return TaskSplit(sentences=sentences, lengths=subword_lengths(tokenizer, sentences))
+    return TaskSplit(sentences=sentences, lengths=subword_lengths(tokenizer, task, sentences))
 
 
 def read_task_data(
     cfg: DictConfig, tasks: Mapping[str, Task], tokenizer, splits=SPLITS
 ) -> dict[str, dict[str, TaskSplit]]:
-    """Reads every split of every task and fits each task's vocabulary on its train split."""
+    """Reads every split of every task and fits each task's vocabulary on its train split.
+
+    A split whose file is null (e.g. GLUE test sets, which have no labels) is left out.
+    """
     data = {
-        name: {s: read_split(task, cfg.tasks[name][s], tokenizer) for s in splits}
+        name: {s: read_split(task, cfg.tasks[name][s], tokenizer) for s in splits if cfg.tasks[name].get(s)}
         for name, task in tasks.items()
     }
     for name, task in tasks.items():
@@ -98,7 +101,16 @@ def default_ewt_dir() -> Path:
 
 def resolve_ewt_dir(data_dir: str | None) -> str:
     """``data_dir`` may be the parent of ``ewt/`` (like ../shared/data) or the ewt folder itself."""
+    return _resolve_subdir(data_dir, "ewt")
+
+
+def resolve_glue_dir(data_dir: str | None) -> str:
+    """``data_dir`` may be the parent of ``glue/`` or the glue folder itself (no GLUE data is shipped)."""
+    return _resolve_subdir(data_dir, "glue")
+
+
+def _resolve_subdir(data_dir: str | None, name: str) -> str:
     if data_dir is None:
-        return str(default_ewt_dir())
+        return str(default_ewt_dir().parent / name)
     root = Path(os.path.expanduser(str(data_dir)))
-    return str(root / "ewt" if (root / "ewt").is_dir() else root)
+    return str(root / name if (root / name).is_dir() else root)

@@ -8,7 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mtlheads.build import resolve_ewt_dir
+from mtlheads.build import resolve_ewt_dir, resolve_glue_dir
 from mtlheads.encoder.load import EncoderNotAvailableError
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -18,6 +18,8 @@ def register_resolvers() -> None:
     """OmegaConf resolvers used by conf/config.yaml (safe to call twice)."""
     if not OmegaConf.has_resolver("mtlheads.ewt_dir"):
         OmegaConf.register_new_resolver("mtlheads.ewt_dir", resolve_ewt_dir)
+    if not OmegaConf.has_resolver("mtlheads.glue_dir"):
+        OmegaConf.register_new_resolver("mtlheads.glue_dir", resolve_glue_dir)
     if not OmegaConf.has_resolver("mtlheads.join"):
         OmegaConf.register_new_resolver("mtlheads.join", lambda d: "+".join(d) if d else "none")
 

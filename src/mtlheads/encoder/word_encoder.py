@@ -43,8 +43,11 @@ def tokenize_words(tokenizer, batch_words: list[list[str]]) -> dict[str, Tensor]
                 fixed = [w if j in seen else tokenizer.unk_token for j, w in enumerate(words)]
                 one = tokenizer([fixed], is_split_into_words=True, add_special_tokens=True, verbose=False)
                 wid = [-1 if w is None else w for w in one.word_ids(0)]
-                rows.append((one["input_ids"][0], wid) if len(set(wid) - {-1}) == len(words) else
-                            _per_word(tokenizer, words))
+                rows.append(
+                    (one["input_ids"][0], wid)
+                    if len(set(wid) - {-1}) == len(words)
+                    else _per_word(tokenizer, words)
+                )
             else:
                 rows.append((enc["input_ids"][i], wid))
     else:
@@ -119,20 +122,32 @@ class WordEncoder(nn.Module):
         stride: step in subwords between windows (default half a window's content).
     """
 
-    def __init__(self, *, model: nn.Module, pooling: str = "mean", word_dropout: float = 0.2,
-                 mask_token_id: int, special_ids, max_length: int | None = None, stride: int | None = None):
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        pooling: str = "mean",
+        word_dropout: float = 0.2,
+        mask_token_id: int,
+        special_ids,
+        max_length: int | None = None,
+        stride: int | None = None,
+    ):
         super().__init__()
         if pooling not in ("mean", "first", "last"):
             raise ValueError(f"pooling must be 'mean', 'first' or 'last', not {pooling!r}")
         self.model, self.pooling, self.word_dropout = model, pooling, float(word_dropout)
         self.mask_token_id = int(mask_token_id)
-        self.register_buffer("special_ids", torch.tensor(sorted(set(special_ids)), dtype=torch.long),
-                             persistent=False)
+        self.register_buffer(
+            "special_ids", torch.tensor(sorted(set(special_ids)), dtype=torch.long), persistent=False
+        )
         self.max_length = int(max_length or default_max_length(model))
         self.stride = int(stride or max((self.max_length - 2) // 2, 1))
         if self.max_length < 3 or not 1 <= self.stride <= self.max_length - 2:
-            raise ValueError(f"need max_length >= 3 and 1 <= stride <= max_length - 2, "
-                             f"got {self.max_length}, {self.stride}")
+            raise ValueError(
+                f"need max_length >= 3 and 1 <= stride <= max_length - 2, "
+                f"got {self.max_length}, {self.stride}"
+            )
         self.pad_token_id = getattr(model.config, "pad_token_id", None) or 0
 
     @classmethod
@@ -213,3 +228,19 @@ class WordEncoder(nn.Module):
         hidden = self._run(w_ids.to(dev), w_attn.to(dev), w_tt)  # (W, Lw, D)
         hidden = hidden.reshape(W * Lw, -1)[src.view(-1).to(dev)].view(B, T, -1)  # (B, T, D)
         return hidden * attn.to(dev).unsqueeze(-1).to(hidden.dtype)
+
+
+def tokenize_pairs(
+    tokenizer, text_a: list[str], text_b: list[str | None] | None, *, max_length: int
+) -> dict[str, Tensor]:
+    """Sentence (pair) inputs in the tokenizer's own format, for [CLS]-level tasks.
+
+    Returns the tokenizer's ``input_ids``/``attention_mask`` (and ``token_type_ids`` where the model has
+    them), padded to the longest and truncated longest-first to ``max_length``, plus ``word_index`` = -1
+    everywhere: there are no words to pool, the encoder's position 0 is [CLS].
+    """
+    pair = text_b if text_b is not None and all(b is not None for b in text_b) else None
+    enc = tokenizer(text_a, pair, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    out = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+    out["word_index"] = torch.full_like(out["input_ids"], -1)
+    return out

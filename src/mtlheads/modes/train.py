@@ -15,8 +15,9 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
 
-from mtlheads.build import build_encoder, build_logger, build_tasks, close_logger, read_task_data
+from mtlheads.build import build_encoder, build_logger, build_tasks, close_logger, read_split, read_task_data
 from mtlheads.model import MultiTaskModel
 from mtlheads.training.data import MultiTaskBatchSampler, eval_loader, train_loader
 from mtlheads.utils.io import atomic_write_json, atomic_write_text
@@ -68,9 +69,10 @@ def run(cfg: DictConfig) -> float:
         batch_sampler=batch_sampler,
     )
 
-    def loaders(split: str):
-        return [
-            eval_loader(
+    def loaders(split: str) -> dict[str, DataLoader]:
+        """One loader per task that has ``split`` (GLUE tasks have no labelled test split)."""
+        return {
+            n: eval_loader(
                 task=n,
                 split=d[split],
                 tasks=tasks,
@@ -79,7 +81,14 @@ def run(cfg: DictConfig) -> float:
                 max_sentences=cfg.batch.max_sentences,
             )
             for n, d in data.items()
-        ]
+            if split in d
+        }
+
+    def evaluate(split: str, named_loaders: dict[str, DataLoader], ckpt: str | None) -> dict:
+        model.eval_names = list(named_loaders)
+        run_eval = trainer.validate if split == "dev" else trainer.test
+        run_eval(model, dataloaders=list(named_loaders.values()), ckpt_path=ckpt, verbose=False)
+        return {**model.results, "score": model.score(model.results)}
 
     checkpoint = pl.callbacks.ModelCheckpoint(
         dirpath=out / "checkpoints", filename="best", monitor="dev/score", mode="max", save_top_k=1
@@ -93,18 +102,30 @@ def run(cfg: DictConfig) -> float:
     )
     try:
         started = time.perf_counter()
-        trainer.fit(model, train_dataloaders=train, val_dataloaders=loaders("dev"))
+        dev_loaders = loaders("dev")
+        model.eval_names = list(dev_loaders)
+        trainer.fit(model, train_dataloaders=train, val_dataloaders=list(dev_loaders.values()))
         train_seconds = time.perf_counter() - started
         best = checkpoint.best_model_path
         best_epoch = int(torch.load(best, map_location="cpu", weights_only=False)["epoch"]) if best else None
 
-        # Final evaluation of the best checkpoint with test-time decoding (e.g. Eisner), on dev and test.
+        # Final evaluation of the best checkpoint with test-time decoding (e.g. Eisner), on dev and test,
+        # and on each task's extra evaluation files (e.g. MNLI's mismatched dev set).
         model.final_decode = True
-        results = {}
-        for split in ("dev", "test"):
-            evaluate = trainer.validate if split == "dev" else trainer.test
-            evaluate(model, dataloaders=loaders(split), ckpt_path=best or None, verbose=False)
-            results[split] = {**model.results, "score": model.score(model.results)}
+        results = {s: evaluate(s, ls, best or None) for s in ("dev", "test") if (ls := loaders(s))}
+        for name, tc in cfg.tasks.items():
+            for label, path in (tc.get("extra") or {}).items():
+                split = read_split(tasks[name], path, tokenizer)
+                loader = eval_loader(
+                    task=name,
+                    split=split,
+                    tasks=tasks,
+                    tokenizer=tokenizer,
+                    max_tokens=cfg.batch.eval_max_tokens,
+                    max_sentences=cfg.batch.max_sentences,
+                )
+                scores = evaluate("dev", {name: loader}, best or None)[name]
+                results.setdefault("extra", {}).setdefault(name, {})[label] = scores
     finally:
         close_logger(logger)
 
@@ -116,12 +137,11 @@ def run(cfg: DictConfig) -> float:
         "best_epoch": best_epoch,
         "epochs_run": trainer.current_epoch,
         "train_seconds": round(train_seconds, 1),
-        "dev": results["dev"],
-        "test": results["test"],
+        **results,
         "history": model.history,
         "checkpoint": best,
     }
     atomic_write_json(out / "metrics.json", metrics)
-    table = score_table({"dev": results["dev"], "test": results["test"]})
+    table = score_table({s: results[s] for s in ("dev", "test") if s in results})
     print(f"\n{table}\n\nbest epoch: {best_epoch}   output dir: {out}")
     return float(results["dev"]["score"])

@@ -29,6 +29,7 @@ class Task(Protocol):
 
     name: str
     cls_is_root: bool
+    # Optional: input_kind = "pair" makes the collate encode (text_a, text_b) pairs instead of word lists.
     main_metric: str  # key of compute() used for model selection, e.g. "acc", "f1", "las"
 
     def read(self, path: str) -> list[Sentence]: ...

@@ -12,10 +12,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mtlheads.data.sentence import Sentence
-from mtlheads.encoder.word_encoder import tokenize_words
+from mtlheads.encoder.word_encoder import tokenize_pairs, tokenize_words
 from mtlheads.tasks.base import Task
 from mtlheads.training.batching import token_budget_batches
 from mtlheads.training.sampler import TemperatureSampler, task_schedule
@@ -29,8 +30,23 @@ class TaskSplit:
     lengths: list[int] = field(default_factory=list)
 
 
-def subword_lengths(tokenizer, sentences: list[Sentence], chunk: int = 1024) -> list[int]:
-    """Subword count of each sentence as the encoder will see it (with [CLS]/[SEP])."""
+def encode_inputs(task: Task, tokenizer, examples: list) -> dict[str, torch.Tensor]:
+    """Encoder inputs of one batch: word lists for token-level tasks, (a, b) pairs for sentence tasks."""
+    if getattr(task, "input_kind", "words") == "pair":
+        b = [e.text_b for e in examples]
+        return tokenize_pairs(tokenizer, [e.text_a for e in examples], b, max_length=task.max_length)
+    return tokenize_words(tokenizer, [s.words for s in examples])
+
+
+def subword_lengths(tokenizer, task: Task, examples: list, chunk: int = 1024) -> list[int]:
+    """Subword count of each example as the encoder will see it (special tokens included)."""
+    if getattr(task, "input_kind", "words") == "pair":
+        return [
+            int(n)
+            for i in range(0, len(examples), chunk)
+            for n in encode_inputs(task, tokenizer, examples[i : i + chunk])["attention_mask"].sum(1)
+        ]
+    sentences = examples
     lengths: list[int] = []
     for start in range(0, len(sentences), chunk):
         words = [s.words for s in sentences[start : start + chunk]]
@@ -119,7 +135,7 @@ class Collate:
         sentences = [s for _, s in items]
         return {
             "task": task,
-            "inputs": tokenize_words(self.tokenizer, [s.words for s in sentences]),
+            "inputs": encode_inputs(self.tasks[task], self.tokenizer, sentences),
             "targets": self.tasks[task].targets(sentences),
             "sentences": sentences,
         }
