@@ -205,6 +205,7 @@ def test_mixed_token_and_sentence_tasks_on_one_encoder(tmp_path, tiny_bert_dir):
         f"data_dir={tmp_path / 'data'}",
         "trainer.limit_val_batches=null",
         "trainer.limit_test_batches=null",
+        f"+tasks.rte.extra.dev_again={tmp_path / 'data' / 'glue' / 'RTE' / 'dev.tsv'}",
     )
     train.run(cfg)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -212,6 +213,8 @@ def test_mixed_token_and_sentence_tasks_on_one_encoder(tmp_path, tiny_bert_dir):
     assert set(metrics["dev"]["stsb"]) == {"pearson", "spearman", "corr"}
     assert 0.0 <= metrics["dev"]["rte"]["acc"] <= 1.0
     assert set(metrics["test"]) == {"pos", "score"}  # GLUE has no labelled test split
+    # extra evaluation files (MNLI's mismatched dev set works this way) use the best checkpoint too
+    assert metrics["extra"]["rte"]["dev_again"] == metrics["dev"]["rte"]
 
 
 def test_glue5_samples_proportionally_unless_told_otherwise():
