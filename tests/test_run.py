@@ -222,3 +222,10 @@ def test_glue5_samples_proportionally_unless_told_otherwise():
     assert list(cfg.tasks) == ["rte", "mrpc", "cola", "sst2", "stsb"]
     assert cfg.sampler._target_.endswith("ProportionalSampler")
     assert make_cfg(["taskset=glue5", "sampler=uniform"]).sampler._target_.endswith("UniformSampler")
+
+
+def test_constituency_with_dependency_parsing_end_to_end(tmp_path, tiny_bert_dir):
+    train.run(_smoke(tmp_path, tiny_bert_dir, "taskset=[con,dep]"))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["test"]["con"]) == {"p", "r", "f1"}
+    assert 0.0 <= metrics["test"]["con"]["f1"] <= 1.0

@@ -65,7 +65,10 @@ class MultiTaskModel(pl.LightningModule):
 
     def forward(self, task: str, inputs: dict[str, torch.Tensor]):
         """Runs the encoder and ``task``'s decoder; returns (decoder output, word mask (B, N))."""
-        hidden, mask = self.encoder(inputs, cls_is_root=self.tasks[task].cls_is_root)  # (B, N, D), (B, N)
+        t = self.tasks[task]
+        hidden, mask = self.encoder(
+            inputs, cls_is_root=t.cls_is_root, sep_is_eos=getattr(t, "sep_is_eos", False)
+        )
         return self.decoders[task](hidden, mask), mask
 
     # ---- training -------------------------------------------------------------------------------

@@ -11,10 +11,47 @@ from transformers import AutoConfig, AutoModel, BertConfig, BertModel, BertToken
 from mtlheads.encoder.gate import HeadGate, install_head_gate
 from mtlheads.encoder.word_encoder import WordEncoder, _per_word, default_max_length, tokenize_words
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "un", "##believ",
-         "##able", "a", "##s", ".", ",", "dog", "run", "##ning", "fast", "big"]
-WORDS = ["the", "cat", "cats", "sat", "on", "a", "mat", "unbelievable", "dog", "running", "fast", "big", ".",
-         ",", "zzz"]
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "mat",
+    "un",
+    "##believ",
+    "##able",
+    "a",
+    "##s",
+    ".",
+    ",",
+    "dog",
+    "run",
+    "##ning",
+    "fast",
+    "big",
+]
+WORDS = [
+    "the",
+    "cat",
+    "cats",
+    "sat",
+    "on",
+    "a",
+    "mat",
+    "unbelievable",
+    "dog",
+    "running",
+    "fast",
+    "big",
+    ".",
+    ",",
+    "zzz",
+]
 SPECIAL = [0, 1, 2, 3, 4]
 
 
@@ -26,8 +63,13 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-                     vocab_size=len(VOCAB))
+    cfg = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        vocab_size=len(VOCAB),
+    )
     return BertModel(cfg).eval()
 
 
@@ -71,8 +113,11 @@ def test_pooling_matches_a_loop(model, tokenizer, pooling):
     batch_words = sentences(5)
     batch = tokenize_words(tokenizer, batch_words)
     words, mask = encoder(model, tokenizer, pooling=pooling)(batch)
-    hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   token_type_ids=batch["token_type_ids"]).last_hidden_state
+    hidden = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        token_type_ids=batch["token_type_ids"],
+    ).last_hidden_state
     N = max(map(len, batch_words))
     assert words.shape == (5, N, 32) and mask.shape == (5, N) and mask.dtype == torch.bool
     assert mask.sum(1).tolist() == [len(s) for s in batch_words]
@@ -129,18 +174,24 @@ def test_sliding_window_matches_single_window(model, tokenizer):
     # brute force: every subword of the long sentence comes from a window where it is most central
     ids = batch["input_ids"][1, : int(batch["attention_mask"][1].sum())]
     content, C, S = ids[1:-1], 14, windowed.stride
-    hidden = windowed._run_windows(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                                   batch["word_index"])[1]
+    hidden = windowed._run_windows(
+        batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], batch["word_index"]
+    )[1]
     starts = sorted({*range(0, len(content) - C, S), len(content) - C})
-    outs = [model(input_ids=torch.cat([ids[:1], content[s : s + C], ids[-1:]])[None]).last_hidden_state[0]
-            for s in starts]
+    outs = [
+        model(input_ids=torch.cat([ids[:1], content[s : s + C], ids[-1:]])[None]).last_hidden_state[0]
+        for s in starts
+    ]
     torch.testing.assert_close(hidden[0], outs[0][0])  # [CLS] from the first window
     torch.testing.assert_close(hidden[len(ids) - 1], outs[-1][-1])  # [SEP] from the last one
     for p in range(len(content)):
         cand = {s: min(p - s, s + C - 1 - p) for s in starts if s <= p < s + C}
         best = max(cand.values())
-        assert any(torch.allclose(hidden[1 + p], outs[starts.index(s)][1 + p - s], atol=1e-5)
-                   for s, v in cand.items() if v == best), p
+        assert any(
+            torch.allclose(hidden[1 + p], outs[starts.index(s)][1 + p - s], atol=1e-5)
+            for s, v in cand.items()
+            if v == best
+        ), p
 
 
 def test_sliding_window_backward_and_one_gate_sample(model, tokenizer):
@@ -172,9 +223,17 @@ def test_1500_words_tiny_model(model, tokenizer):
 
 
 def test_default_max_length_and_errors(model, tokenizer):
-    roberta = AutoModel.from_config(AutoConfig.for_model(
-        "roberta", hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37,
-        vocab_size=50, max_position_embeddings=514))
+    roberta = AutoModel.from_config(
+        AutoConfig.for_model(
+            "roberta",
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            intermediate_size=37,
+            vocab_size=50,
+            max_position_embeddings=514,
+        )
+    )
     assert default_max_length(roberta) == 512 and default_max_length(model) == 512
     with pytest.raises(ValueError, match="pooling"):
         encoder(model, tokenizer, pooling="max")
@@ -187,10 +246,38 @@ def test_1500_words_real_minilm():
     minilm, tok = load_encoder("minilm")
     enc = WordEncoder.from_tokenizer(model=minilm, tokenizer=tok).eval()
     rng = random.Random(0)
-    words = [rng.choice(["the", "running", "unbelievable", "dog", "Kalamazoo", ",", "ä", "\u200b"])
-             for _ in range(1500)]
+    words = [
+        rng.choice(["the", "running", "unbelievable", "dog", "Kalamazoo", ",", "ä", "\u200b"])
+        for _ in range(1500)
+    ]
     with torch.no_grad():
         out, mask = enc(tokenize_words(tok, [words, words[:10]]), cls_is_root=True)
         short, _ = enc(tokenize_words(tok, [words[:10]]), cls_is_root=True)
     assert out.shape == (2, 1501, 384) and mask.sum(1).tolist() == [1501, 11]
     torch.testing.assert_close(out[1, :11], short[0], atol=1e-5, rtol=0)
+
+
+def test_sep_is_eos_puts_the_sep_vector_after_each_sentences_last_word(minilm_dir):
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from mtlheads.encoder.word_encoder import WordEncoder, tokenize_words
+
+    torch.manual_seed(0)
+    bert = BertModel(
+        BertConfig(
+            vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+        )
+    ).eval()
+    tok = AutoTokenizer.from_pretrained(minilm_dir)
+    enc = WordEncoder.from_tokenizer(model=bert, tokenizer=tok).eval()
+    batch = tokenize_words(tok, [["a", "tiny", "sentence"], ["short"]])
+    hidden = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    words, mask = enc(batch, cls_is_root=True, sep_is_eos=True)
+    plain, _ = enc(batch, cls_is_root=True)
+    assert words.shape[1] == plain.shape[1] + 1
+    assert mask.tolist() == [[True] * 5, [True, True, True, False, False]]
+    for b, n in enumerate((3, 1)):
+        sep = int(batch["attention_mask"][b].sum()) - 1
+        torch.testing.assert_close(words[b, n + 1], hidden[b, sep])
+        torch.testing.assert_close(words[b, : n + 1], plain[b, : n + 1])
+        assert not words[b, n + 2 :].any()

@@ -160,12 +160,15 @@ class WordEncoder(nn.Module):
     def hidden_size(self) -> int:
         return int(self.model.config.hidden_size)
 
-    def forward(self, batch: dict[str, Tensor], *, cls_is_root: bool = False) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, batch: dict[str, Tensor], *, cls_is_root: bool = False, sep_is_eos: bool = False
+    ) -> tuple[Tensor, Tensor]:
         """Encode a ``tokenize_words`` batch.
 
         Returns:
-            words (B, N[+1], D) and mask (B, N[+1]) bool; with ``cls_is_root`` position 0 is the first
-            token's ([CLS]) vector (always unmasked) and word i sits at i + 1.
+            words (B, N[+1][+1], D) and mask (B, N[+1][+1]) bool; with ``cls_is_root`` position 0 is the
+            first token's ([CLS]) vector (always unmasked) and word i sits at i + 1; with ``sep_is_eos``
+            the last token's ([SEP]) vector follows each sentence's last word (constituency fenceposts).
         """
         ids, attn, widx = batch["input_ids"], batch["attention_mask"], batch["word_index"]  # (B, T)
         if self.training and self.word_dropout > 0:
@@ -178,6 +181,8 @@ class WordEncoder(nn.Module):
         else:
             hidden = self._run_windows(ids, attn, tt, widx)
         words, mask = pool_words(hidden, widx, self.pooling)  # (B, N, D), (B, N)
+        if sep_is_eos:  # the last real token ([SEP]) right after each sentence's last word
+            words, mask = _append_last_token(words, mask, hidden, attn)  # (B, N+1, D), (B, N+1)
         if cls_is_root:
             words = torch.cat([hidden[:, :1], words], dim=1)  # (B, 1+N, D)
             mask = torch.cat([mask.new_ones(mask.shape[0], 1), mask], dim=1)
@@ -244,3 +249,14 @@ def tokenize_pairs(
     out = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
     out["word_index"] = torch.full_like(out["input_ids"], -1)
     return out
+
+
+def _append_last_token(words: Tensor, mask: Tensor, hidden: Tensor, attn: Tensor) -> tuple[Tensor, Tensor]:
+    """Puts each sequence's last real token vector at its sentence's word position n_b (B, N+1, D)."""
+    B, N, D = words.shape
+    n_words = mask.sum(1)  # (B,)
+    last = hidden[torch.arange(B, device=hidden.device), attn.sum(1) - 1]  # (B, D)
+    words = torch.cat([words, words.new_zeros(B, 1, D)], dim=1)
+    at = torch.arange(N + 1, device=words.device)[None, :] == n_words[:, None]  # (B, N+1)
+    words = torch.where(at[..., None], last[:, None, :].to(words.dtype), words)
+    return words, torch.arange(N + 1, device=mask.device)[None, :] <= n_words[:, None]
