@@ -224,8 +224,9 @@ def test_glue5_samples_proportionally_unless_told_otherwise():
     assert make_cfg(["taskset=glue5", "sampler=uniform"]).sampler._target_.endswith("UniformSampler")
 
 
-def test_constituency_with_dependency_parsing_end_to_end(tmp_path, tiny_bert_dir):
-    train.run(_smoke(tmp_path, tiny_bert_dir, "taskset=[con,dep]"))
+def test_all_five_tasks_end_to_end(tmp_path, tiny_bert_dir):
+    train.run(_smoke(tmp_path, tiny_bert_dir, "taskset=ewt5", "trainer.max_epochs=1"))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"pos", "ner", "dep", "con", "srl", "score"}
     assert set(metrics["test"]["con"]) == {"p", "r", "f1"}
-    assert 0.0 <= metrics["test"]["con"]["f1"] <= 1.0
+    assert set(metrics["test"]["srl"]) == {"p", "r", "f1", "pred_p", "pred_r", "pred_f1"}
