@@ -95,6 +95,7 @@ def test_same_seed_same_metrics(tmp_path, tiny_bert_dir):
     b = train.run(_smoke(tmp_path / "b", tiny_bert_dir, "taskset=pos", "mode=stl", "seed=3"))
     assert a == b
     ma, mb = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
+
     def scores(m):  # wall-clock seconds differ between runs; every number computed must not
         return [{k: v for k, v in h.items() if k != "seconds"} for h in m["history"]]
 
