@@ -49,3 +49,19 @@ def test_batch_sampler_single_task_batches_cycle_small_task_and_are_deterministi
     assert list(s) != epoch0
     big_indices = sorted(i for b in epoch0 if b[0][0] == "big" for _, i in b)
     assert len(set(big_indices)) == len(big_indices)  # down-sampled: no big batch repeats
+
+
+def test_batch_sampler_resumes_mid_epoch_from_its_state_then_serves_whole_epochs():
+    s = _sampler()
+    s.set_epoch(3)
+    epoch3 = list(s)
+    state = s.state_dict(consumed=17)
+    assert state == {"epoch": 3, "start": 17}
+
+    resumed = _sampler()
+    resumed.load_state_dict(state)
+    assert list(resumed) == epoch3[17:]  # the rest of the interrupted epoch, nothing twice
+    assert list(resumed) == epoch3  # the skip is one-shot
+    resumed.set_epoch(4)
+    s.set_epoch(4)
+    assert list(resumed) == list(s)

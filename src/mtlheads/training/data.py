@@ -65,6 +65,9 @@ class MultiTaskBatchSampler(Sampler[list[tuple[str, int]]]):
         max_sentences: sentence cap of one mini-batch.
         sampler: gives task probabilities from batch counts (temperature, proportional, uniform).
         seed: base seed; epoch ``e`` uses ``np.random.default_rng([seed, e])``.
+
+    Resuming mid-epoch: ``state_dict()`` -> ``{"epoch", "start"}``; after ``load_state_dict`` the next
+    iteration over epoch ``epoch`` skips its first ``start`` batches (a one-shot skip; later epochs are whole).
     """
 
     def __init__(
@@ -79,9 +82,17 @@ class MultiTaskBatchSampler(Sampler[list[tuple[str, int]]]):
         self.lengths, self.sampler, self.seed = dict(lengths), sampler, seed
         self.max_tokens, self.max_sentences = max_tokens, max_sentences
         self.epoch = 0
+        self.start = 0  # batches of the current epoch already consumed before a resume
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def state_dict(self, consumed: int = 0) -> dict[str, int]:
+        """Position to resume from: the epoch and how many of its batches were ``consumed`` (trained on)."""
+        return {"epoch": self.epoch, "start": consumed}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        self.epoch, self.start = int(state["epoch"]), int(state["start"])
 
     def _task_batches(self, rng: np.random.Generator) -> dict[str, list[list[int]]]:
         return {
@@ -95,6 +106,12 @@ class MultiTaskBatchSampler(Sampler[list[tuple[str, int]]]):
         return sum(len(b) for b in self._task_batches(np.random.default_rng(0)).values())
 
     def __iter__(self) -> Iterator[list[tuple[str, int]]]:
+        skip, self.start = self.start, 0
+        for i, batch in enumerate(self._epoch_batches()):
+            if i >= skip:
+                yield batch
+
+    def _epoch_batches(self) -> Iterator[list[tuple[str, int]]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         batches = self._task_batches(rng)
         counts = {t: len(b) for t, b in batches.items()}
@@ -148,6 +165,9 @@ def train_loader(
         _TaskDataset(splits),
         batch_sampler=batch_sampler,
         collate_fn=Collate(tokenizer=tokenizer, tasks=tasks),
+        # Its own generator: creating an iterator then draws no number from the global torch RNG, so a
+        # resumed run's dropout stream matches an uninterrupted one.
+        generator=torch.Generator().manual_seed(0),
     )
 
 
