@@ -24,6 +24,7 @@ def test_default_mtl_run_with_minilm_learns_on_the_excerpt(tmp_path, make_cfg):
     train.run(cfg)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     first, best = metrics["history"][0], metrics["dev"]
+    assert {"pos", "ner", "dep", "con", "srl"} <= set(best)  # the default trains all five tasks
     # Real learning, not a constant: POS well above its majority-tag rate, DEP attaching words.
     assert best["pos"]["acc"] > 0.6
     assert best["dep"]["uas"] > 0.3

@@ -21,10 +21,11 @@ from conftest import compose_config as make_cfg  # noqa: E402
 
 def test_default_config_is_mtl_on_the_shipped_excerpt_with_minilm():
     cfg = make_cfg([])
-    assert cfg.mode.name == "mtl" and list(cfg.tasks) == ["pos", "ner", "dep"]
+    assert cfg.mode.name == "mtl" and list(cfg.tasks) == ["pos", "ner", "dep", "con", "srl"]
     assert cfg.encoder.name == "minilm"
     assert Path(cfg.tasks.pos.train) == EXCERPT / "ud" / "train.conllu"
-    assert Path(cfg.tasks.pos.train).is_file()
+    for task in cfg.tasks.values():  # every split of all five tasks ships with the package
+        assert all(Path(task[split]).is_file() for split in ("train", "dev", "test"))
 
 
 def test_data_dir_points_tasks_at_the_full_data(tmp_path):
@@ -51,8 +52,11 @@ def test_stl_refuses_several_tasks(tmp_path, tiny_bert_dir):
 
 
 def _smoke(tmp_path, tiny_bert_dir, *extra):
+    # POS+NER+DEP unless a test picks its task set: the two tree tasks of the default ewt5 cost time.
+    taskset = [] if any(e.startswith("taskset=") for e in extra) else ["taskset=ewt3"]
     return make_cfg(
         [
+            *taskset,
             f"encoder.name={tiny_bert_dir}",
             "trainer=smoke",
             "trainer.max_epochs=2",

@@ -1,0 +1,62 @@
+"""Experiment presets (conf/experiment/): what each one sweeps and runs."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from mtlheads.cli import CONF_DIR, register_resolvers
+
+EWT5 = ("pos", "ner", "dep", "con", "srl")
+
+
+def _sweep_jobs(overrides: list[str], sweep_args: list[str]) -> list[list[str]]:
+    """The jobs Hydra's basic sweeper makes from a preset's ``hydra.sweeper.params`` plus ``sweep_args``."""
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+    parsed = OverridesParser.create().parse_overrides(params + sweep_args)
+    (batch,) = BasicSweeper.split_arguments(parsed, None)
+    return batch
+
+
+def test_stem_cell_pairs_sweeps_the_ten_task_pairs_times_seeds():
+    jobs = _sweep_jobs(["experiment=stem_cell/pairs"], ["seed=1,2,3"])
+    assert len(jobs) == 30
+    pairs = {tuple(sorted(j[0].removeprefix("taskset=").strip("[]").split(","))) for j in jobs}
+    assert pairs == {tuple(sorted(p)) for p in itertools.combinations(EWT5, 2)}
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=stem_cell/pairs", *jobs[0]])
+    assert cfg.mode.name == "mtl" and list(cfg.tasks) == ["pos", "ner"] and cfg.seed == 1
+    assert cfg.run_name == "mtl-pos+ner-s1"
+
+
+def test_stem_cell_pairs_runs_as_a_real_multirun(tmp_path, tiny_bert_dir):
+    """The command a user types: the preset's sweep is picked up by `-m`, one dir and metrics per pair."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    args = ["-m", "experiment=stem_cell/pairs", "seed=1", "trainer=smoke", "logger=none"]
+    args += ["trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+    args += [f"encoder={tiny_bert_dir}", f"hydra.sweep.dir={tmp_path}"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtlheads.cli", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [json.loads(p.read_text()) for p in sorted(Path(tmp_path).glob("*/metrics.json"))]
+    assert sorted(tuple(sorted(r["tasks"])) for r in runs) == sorted(
+        tuple(sorted(p)) for p in itertools.combinations(EWT5, 2)
+    )
+    assert all(r["mode"] == "mtl" and set(r["test"]) >= set(r["tasks"]) for r in runs)
