@@ -65,3 +65,65 @@ def test_batch_sampler_resumes_mid_epoch_from_its_state_then_serves_whole_epochs
     resumed.set_epoch(4)
     s.set_epoch(4)
     assert list(resumed) == list(s)
+
+
+def _ranks(num_replicas=2, seed=1, epoch=0):
+    ranks = []
+    for rank in [*range(num_replicas), None]:
+        s = MultiTaskBatchSampler(
+            lengths={"big": [10] * 400, "small": [10] * 40},
+            max_tokens=100,
+            max_sentences=10,
+            sampler=UniformSampler(),
+            seed=seed,
+            num_replicas=num_replicas,
+            rank=rank,
+        )
+        s.set_epoch(epoch)
+        ranks.append(s)
+    return ranks  # rank 0, ..., rank R-1, and the all-ranks emulation (rank=None)
+
+
+def test_batch_sampler_shards_same_task_groups_across_ranks():
+    r0, r1, every = _ranks()
+    groups, b0, b1 = list(r0.epoch_groups()), list(r0), list(r1)
+    assert len(groups) == len(b0) == len(b1) == len(r0) == len(r1) == 22  # ⌈44 batches / 2 ranks⌉
+    assert [g[0] for g in groups] == b0 and [
+        g[1] for g in groups
+    ] == b1  # rank r takes the r-th of each group
+    assert list(every) == [b for g in groups for b in g] and len(every) == 44  # union: the grouped sequence
+    for x, y in zip(b0, b1, strict=True):
+        assert len({t for t, _ in x + y}) == 1  # one task per step, the same on both ranks
+        assert not {i for _, i in x} & {i for _, i in y}  # never the same batch in one step
+    big = [i for b in b0 + b1 if b[0][0] == "big" for _, i in b]
+    assert len(big) == len(set(big)) > 0  # the down-sampled task: no batch is seen twice, by any rank
+    assert list(r1.epoch_groups()) == groups  # every rank computes the same groups
+
+
+def test_batch_sampler_with_one_replica_is_unchanged():
+    one, every = _ranks(num_replicas=1)
+    s = _sampler()
+    s.set_epoch(0)
+    assert list(one) == list(every) == list(s) and len(one) == len(s) == 44
+
+
+def test_batch_sampler_resumes_each_rank_from_its_own_count():
+    r0, r1, _ = _ranks(epoch=2)
+    b0, b1 = list(r0), list(r1)
+    r0.load_state_dict(r0.state_dict(consumed=5))
+    r1.load_state_dict(r1.state_dict(consumed=5))
+    assert list(r0) == b0[5:] and list(r1) == b1[5:]
+    assert list(r0) == b0  # the skip is one-shot
+
+
+def test_batch_sampler_rejects_a_rank_out_of_range():
+    with pytest.raises(ValueError, match="rank"):
+        MultiTaskBatchSampler(
+            lengths={"a": [1]},
+            max_tokens=10,
+            max_sentences=1,
+            sampler=UniformSampler(),
+            seed=0,
+            num_replicas=2,
+            rank=2,
+        )

@@ -2,12 +2,14 @@
 
 Training batches come from :class:`MultiTaskBatchSampler`: each epoch it cuts every task's
 sentences into token-budget batches, draws a task schedule from the sampler's probabilities, and
-yields ``[(task, index), ...]`` lists. Lightning calls ``set_epoch`` on it, so the shuffles are a
-pure function of ``(seed, epoch)``: deterministic and resumable.
+yields ``[(task, index), ...]`` lists. ``training.checkpointing.ResumeState`` calls ``set_epoch`` at each
+epoch start (Lightning 2.6 never calls it on a batch sampler), so the shuffles are a pure function of
+``(seed, epoch)``: deterministic and resumable.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -65,9 +67,15 @@ class MultiTaskBatchSampler(Sampler[list[tuple[str, int]]]):
         max_sentences: sentence cap of one mini-batch.
         sampler: gives task probabilities from batch counts (temperature, proportional, uniform).
         seed: base seed; epoch ``e`` uses ``np.random.default_rng([seed, e])``.
+        num_replicas: data-parallel ranks. Each draw of the schedule (about ``Σ n_t / num_replicas`` draws
+            per epoch) is a group of ``num_replicas`` consecutive batches of one task, so every rank trains
+            the same task in the same step. With 1 the batches are those of a plain single-process run.
+        rank: this rank: it gets the ``rank``-th batch of each group. None: every batch of every group in
+            order (one process emulating ``num_replicas`` ranks with gradient accumulation).
 
     Resuming mid-epoch: ``state_dict()`` -> ``{"epoch", "start"}``; after ``load_state_dict`` the next
-    iteration over epoch ``epoch`` skips its first ``start`` batches (a one-shot skip; later epochs are whole).
+    iteration over epoch ``epoch`` skips its first ``start`` batches (a one-shot skip; later epochs are
+    whole). Like ``__len__``, ``start`` counts this rank's batches.
     """
 
     def __init__(
@@ -78,9 +86,16 @@ class MultiTaskBatchSampler(Sampler[list[tuple[str, int]]]):
         max_sentences: int,
         sampler: TemperatureSampler,
         seed: int,
+        num_replicas: int = 1,
+        rank: int | None = 0,
     ):
+        if num_replicas < 1 or (rank is not None and not 0 <= rank < num_replicas):
+            raise ValueError(
+                f"need num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas}, {rank}"
+            )
         self.lengths, self.sampler, self.seed = dict(lengths), sampler, seed
         self.max_tokens, self.max_sentences = max_tokens, max_sentences
+        self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
         self.start = 0  # batches of the current epoch already consumed before a resume
 
@@ -103,27 +118,39 @@ class MultiTaskBatchSampler(Sampler[list[tuple[str, int]]]):
         }
 
     def __len__(self) -> int:
-        return sum(len(b) for b in self._task_batches(np.random.default_rng(0)).values())
+        total = sum(len(b) for b in self._task_batches(np.random.default_rng(0)).values())
+        groups = -(-total // self.num_replicas)
+        return groups * self.num_replicas if self.rank is None else groups
 
     def __iter__(self) -> Iterator[list[tuple[str, int]]]:
         skip, self.start = self.start, 0
-        for i, batch in enumerate(self._epoch_batches()):
-            if i >= skip:
-                yield batch
+        mine = (
+            batch
+            for group in self.epoch_groups()
+            for r, batch in enumerate(group)
+            if self.rank is None or r == self.rank
+        )
+        yield from itertools.islice(mine, skip, None)
 
-    def _epoch_batches(self) -> Iterator[list[tuple[str, int]]]:
+    def epoch_groups(self) -> Iterator[list[list[tuple[str, int]]]]:
+        """The current epoch in groups of ``num_replicas`` same-task batches (one step of all ranks)."""
         rng = np.random.default_rng([self.seed, self.epoch])
         batches = self._task_batches(rng)
         counts = {t: len(b) for t, b in batches.items()}
         schedule = task_schedule(counts, self.sampler.probabilities(counts), rng)
+        # Σ n_t draws are made whatever num_replicas is (the rng stream stays the same); ⌈Σ n_t / R⌉ are used.
+        schedule = schedule[: -(-len(schedule) // self.num_replicas)]
         cursor = dict.fromkeys(batches, 0)
         for task in schedule:
-            if cursor[task] == len(batches[task]):  # cycle a small task: reshuffle and start over
-                order = rng.permutation(len(batches[task]))
-                batches[task] = [batches[task][j] for j in order]
-                cursor[task] = 0
-            yield [(task, i) for i in batches[task][cursor[task]]]
-            cursor[task] += 1
+            group = []
+            for _ in range(self.num_replicas):
+                if cursor[task] == len(batches[task]):  # cycle a small task: reshuffle and start over
+                    order = rng.permutation(len(batches[task]))
+                    batches[task] = [batches[task][j] for j in order]
+                    cursor[task] = 0
+                group.append([(task, i) for i in batches[task][cursor[task]]])
+                cursor[task] += 1
+            yield group
 
 
 class _TaskDataset(Dataset):
