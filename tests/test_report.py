@@ -172,3 +172,12 @@ def test_label_shows_differing_keys_escaped_in_latex(tmp_path: Path) -> None:
     labels = [c["label"] for c in json.loads((tmp_path / "report.json").read_text())["configurations"]]
     assert labels == ["stl pos minilm max_epochs=10", "stl pos minilm max_epochs=3"]
     assert "stl pos minilm max\\_epochs=3 & 1 & 50.00 $\\pm$ --" in (tmp_path / "report.tex").read_text()
+
+
+def test_a_job_rerun_with_resume_is_the_same_configuration(tmp_path: Path) -> None:
+    for seed, resume in ((1, False), (2, True)):
+        cfg = config(seed, 0.8, f"s{seed}") | {"resume": resume}
+        job(tmp_path, f"s{seed}", cfg, metrics(seed, 0.5, 0.6))
+    assert main([str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "report.json").read_text())["configurations"]
+    assert (row["label"], row["n_runs"]) == ("stl pos minilm", 2)

@@ -6,10 +6,14 @@ Each mode composes these; none of them knows which mode called it.
 from __future__ import annotations
 
 import os
+import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,6 +23,7 @@ from mtlheads.tasks.base import Task
 from mtlheads.training.data import TaskSplit, subword_lengths
 
 SPLITS = ("train", "dev", "test")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")  # the date level of Hydra's default dirs
 
 
 def build_encoder(cfg: DictConfig) -> tuple[WordEncoder, object]:
@@ -86,12 +91,38 @@ def build_logger(cfg: DictConfig, out_dir: Path):
     return logger
 
 
-def close_logger(logger) -> None:
-    """Ends a W&B run so that the next job of a multirun gets its own run."""
+def close_logger(logger, failed: bool | None = None) -> None:
+    """Ends a W&B run so that the next job of a multirun gets its own run.
+
+    Args:
+        logger: what :func:`build_logger` returned.
+        failed: mark the run as failed (exit code 1). None: failed when called while an exception
+            propagates, as from the ``finally`` of a mode whose training raised.
+    """
     if isinstance(logger, pl.loggers.WandbLogger):
         import wandb
 
-        wandb.finish()
+        if failed is None:
+            failed = sys.exc_info()[1] is not None
+        wandb.finish(exit_code=1 if failed else 0)
+
+
+def wandb_group(fallback: str) -> str:
+    """The W&B group of a run (resolver ``mtlheads.wandb_group``, used by conf/logger/wandb.yaml).
+
+    The experiment chosen (``experiment=ewt_full``), else for a multirun its sweep dir (``<date>_<time>``
+    for the default ``multirun/<date>/<time>``), else ``fallback`` (mode and task set).
+    """
+    if not HydraConfig.initialized():  # composed outside a Hydra app, e.g. in tests
+        return fallback
+    hydra_cfg = HydraConfig.get()
+    experiment = hydra_cfg.runtime.choices.get("experiment")
+    if experiment:
+        return str(experiment)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        sweep = Path(str(hydra_cfg.sweep.dir))
+        return f"{sweep.parent.name}_{sweep.name}" if _DAY.fullmatch(sweep.parent.name) else sweep.name
+    return fallback
 
 
 def default_ewt_dir() -> Path:

@@ -2,8 +2,9 @@
 
 Each ``metrics.json`` below ``<dir>`` is a run. Runs whose config (``config.yaml`` next to it, else
 ``.hydra/config.yaml``) differ only in the seed form one configuration: identity ignores the top-level keys
-in DROP_TOP (``hydra``: launcher dirs and job numbers; ``logger``: its name is the run name), any ``seed``
-key, and any string equal to the run name. Columns: ``<split>/<task>/<metric>`` for each float in
+in DROP_TOP (``hydra``: launcher dirs and job numbers; ``logger``: its name is the run name; ``resume``:
+a job re-run with ``resume=true`` is the same configuration), any ``seed`` key, and any string equal to
+the run name. Columns: ``<split>/<task>/<metric>`` for each float in
 ``metrics.json[split][task]`` and ``<split>/score``, for split in dev, test. Cells are percentages, 2
 decimals, mean ± sample std (ddof=1); with one seed the std is "–" (null in JSON, which keeps fractions).
 
@@ -30,7 +31,7 @@ from mtlheads.utils.io import atomic_write_json, atomic_write_text
 
 METRICS_FILE, CONFIG_FILE, FAILURE_FILE = "metrics.json", "config.yaml", "failure.json"
 SPLITS = ("dev", "test")
-DROP_TOP = {"seed", "out_dir", "run_name", "ckpt", "hydra", "logger"}
+DROP_TOP = {"seed", "out_dir", "run_name", "ckpt", "hydra", "logger", "resume"}
 SKIP_DIRS = {".hydra", "wandb", "checkpoints"}  # wandb/*/files/config.yaml is not a job's config
 NOTE = "Mean ± sample std (ddof=1) over seeds, in %; – = one seed (no std)"
 _ABSENT = object()
