@@ -192,6 +192,9 @@ def install_head_gate(model: nn.Module, gate: HeadGate) -> GateHandle:
         A ``GateHandle``; ``handle.remove()`` uninstalls every hook. Several gates may be installed at
         once (e.g. a pruning mask and an importance gate): their multipliers compose.
     """
+    if getattr(getattr(model, "config", None), "mtlheads_kept_heads", None) is not None:
+        # config.num_attention_heads still counts the original heads: the hooks would cut wrong widths
+        raise ValueError(f"{type(model).__name__} has physically pruned heads: gate it before pruning")
     rows, heads = head_shape(model)
     if (gate.num_layers, gate.num_heads) != (rows, heads):
         raise ValueError(
