@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from transformers import get_linear_schedule_with_warmup
+from torch.optim.lr_scheduler import LambdaLR
 
 from mtlheads.encoder.word_encoder import WordEncoder
 from mtlheads.tasks.base import Metric, Task
 from mtlheads.training.balancer import MovingAverageBalancer
+from mtlheads.training.l0 import L0Objective
 
 
 @dataclass
@@ -30,6 +31,8 @@ class OptimConfig:
     weight_decay: float = 0.0
     eps: float = 1e-8
     warmup: float = 0.1
+    gate_lr: float = 1e-3  # hard-concrete gates (mode=gate): own group, no decay, constant lr
+    multiplier_lr: float = 1e-2  # Lagrange multipliers of gate.target_heads
 
 
 class MultiTaskModel(pl.LightningModule):
@@ -40,6 +43,8 @@ class MultiTaskModel(pl.LightningModule):
         tasks: task objects with their vocabularies already fitted.
         optim: optimizer settings.
         balancer: optional loss balancer called as ``balancer(task, loss)``.
+        l0: mode=gate's objective (it owns the hard-concrete gates installed in the encoder); its value
+            is added to every mini-batch's task loss, before the balancer (as in He & Choi's code).
     """
 
     def __init__(
@@ -49,8 +54,10 @@ class MultiTaskModel(pl.LightningModule):
         tasks: Mapping[str, Task],
         optim: OptimConfig,
         balancer: MovingAverageBalancer | None = None,
+        l0: L0Objective | None = None,
     ):
         super().__init__()
+        self.l0 = l0
         self.encoder = encoder
         self.tasks = dict(tasks)
         self.decoders = nn.ModuleDict({n: t.build_decoder(encoder.hidden_size) for n, t in tasks.items()})
@@ -82,6 +89,10 @@ class MultiTaskModel(pl.LightningModule):
                 f"at step {self.global_step}, batch {batch_idx}"
             )
         self.log(f"train/loss_{name}", loss.detach(), batch_size=len(batch["sentences"]))
+        if self.l0 is not None:
+            reg = self.l0()
+            self.log("train/loss_reg", reg.detach(), batch_size=len(batch["sentences"]))
+            loss = loss + reg
         return self.balancer(name, loss) if self.balancer is not None else loss
 
     # ---- evaluation (dev and test share the code; the prefix is the split) ---------------------
@@ -136,9 +147,20 @@ class MultiTaskModel(pl.LightningModule):
     def configure_optimizers(self):
         groups = _param_groups(self.encoder, self.optim.encoder_lr, self.optim.weight_decay)
         groups += _param_groups(self.decoders, self.optim.decoder_lr, self.optim.weight_decay)
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], eps=self.optim.eps)
+        if self.l0 is not None:  # AdamW without decay is Adam: the paper's separate gate optimizer
+            groups += self.l0.param_groups(gate_lr=self.optim.gate_lr, multiplier_lr=self.optim.multiplier_lr)
+        groups = [g for g in groups if g["params"]]
+        optimizer = torch.optim.AdamW(groups, eps=self.optim.eps)
         total = int(self.trainer.estimated_stepping_batches)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.optim.warmup * total), total)
+        warmup = int(self.optim.warmup * total)
+
+        def warmup_then_decay(step: int) -> float:  # linear warmup, then linear decay to 0
+            if step < warmup:
+                return step / max(1, warmup)
+            return max(0.0, (total - step) / max(1, total - warmup))
+
+        schedules = [(lambda _: 1.0) if g.get("constant_lr") else warmup_then_decay for g in groups]
+        scheduler = LambdaLR(optimizer, schedules)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ---- checkpoints carry what is needed to rebuild the tasks ---------------------------------
