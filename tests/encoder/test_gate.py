@@ -25,11 +25,22 @@ CONFIGS = {
     "electra": {**BASE, "embedding_size": D},
     "xlm-roberta": BASE,
     "albert": {**BASE, "embedding_size": 16},
-    "deberta-v2": {**BASE, "relative_attention": True, "pos_att_type": ["p2c", "c2p"],
-                   "max_relative_positions": 16},
+    "deberta-v2": {
+        **BASE,
+        "relative_attention": True,
+        "pos_att_type": ["p2c", "c2p"],
+        "max_relative_positions": 16,
+    },
     "distilbert": dict(dim=D, n_layers=L, n_heads=H, hidden_dim=37, vocab_size=V),
-    "modernbert": {**BASE, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "cls_token_id": 1,
-                   "sep_token_id": 2, "global_attn_every_n_layers": 1},
+    "modernbert": {
+        **BASE,
+        "pad_token_id": 0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "cls_token_id": 1,
+        "sep_token_id": 2,
+        "global_attn_every_n_layers": 1,
+    },
 }
 FAMILIES = sorted(CONFIGS)
 
@@ -61,8 +72,11 @@ def run(model: nn.Module) -> torch.Tensor:
 def test_unit_gates_reproduce_ungated_model(family, impl):
     model = tiny(family, impl)
     ref = run(model)
-    for gate in (OnesGate(num_layers=L, num_heads=H), MaskGate(mask=torch.ones(L, H)),
-                 ImportanceGate(num_layers=L, num_heads=H, keep_context=True)):
+    for gate in (
+        OnesGate(num_layers=L, num_heads=H),
+        MaskGate(mask=torch.ones(L, H)),
+        ImportanceGate(num_layers=L, num_heads=H, keep_context=True),
+    ):
         with install_head_gate(model, gate):
             torch.testing.assert_close(run(model), ref, atol=1e-5, rtol=0)
     assert not model._forward_pre_hooks

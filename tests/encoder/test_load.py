@@ -53,8 +53,12 @@ def test_local_roberta_gets_prefix_space(tmp_path):
     from tokenizers import ByteLevelBPETokenizer
 
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(["the cat sat on the mat"] * 5, vocab_size=280, min_frequency=1,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.train_from_iterator(
+        ["the cat sat on the mat"] * 5,
+        vocab_size=280,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    )
     bpe.save_model(str(tmp_path))
     vocab = json.loads((tmp_path / "vocab.json").read_text())
     merges = [tuple(m.split()) for m in (tmp_path / "merges.txt").read_text().splitlines()[1:] if m]
@@ -69,10 +73,12 @@ def test_local_roberta_gets_prefix_space(tmp_path):
 
 
 def test_deberta_falls_back_to_eager(tmp_path):
-    AutoModel.from_config(AutoConfig.for_model("deberta-v2", vocab_size=20, **SMALL),
-                          attn_implementation="eager").save_pretrained(tmp_path)
-    BertTokenizer(vocab={w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])}
-                  ).save_pretrained(tmp_path)
+    AutoModel.from_config(
+        AutoConfig.for_model("deberta-v2", vocab_size=20, **SMALL), attn_implementation="eager"
+    ).save_pretrained(tmp_path)
+    BertTokenizer(
+        vocab={w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])}
+    ).save_pretrained(tmp_path)
     model, _ = load_encoder(tmp_path)  # asks for sdpa, which DeBERTa-v2 lacks
     assert model.config._attn_implementation == "eager"
 
