@@ -17,6 +17,7 @@ from mtlheads.build import build_encoder, build_tasks, read_split
 from mtlheads.model import MultiTaskModel, OptimConfig
 from mtlheads.modes.train import output_dir
 from mtlheads.training.data import eval_loader
+from mtlheads.training.l0 import build_l0
 from mtlheads.utils.io import atomic_write_json
 from mtlheads.utils.report import score_table
 
@@ -33,7 +34,8 @@ def load_checkpoint(path: str) -> tuple[MultiTaskModel, object, DictConfig]:
     for name, task in tasks.items():
         task.load_vocab_state(ckpt["mtlheads_vocab"][name])
     encoder, tokenizer = build_encoder(train_cfg.encoder)
-    model = MultiTaskModel(encoder=encoder, tasks=tasks, optim=OptimConfig())
+    l0 = build_l0(train_cfg.mode.get("gate"), encoder, list(tasks))  # a gated run's gates are in its weights
+    model = MultiTaskModel(encoder=encoder, tasks=tasks, optim=OptimConfig(), l0=l0)
     model.load_state_dict(ckpt["state_dict"])
     model.run_config = ckpt["mtlheads_config"]
     return model.eval(), tokenizer, train_cfg

@@ -28,7 +28,9 @@ from mtlheads.training.checkpointing import (
     resume_checkpoint,
 )
 from mtlheads.training.data import MultiTaskBatchSampler, eval_loader, train_loader
-from mtlheads.utils.io import atomic_write_json, atomic_write_text
+from mtlheads.training.gate_monitor import GateMonitor
+from mtlheads.training.l0 import build_l0
+from mtlheads.utils.io import atomic_save, atomic_write_json, atomic_write_text
 from mtlheads.utils.report import score_table
 
 log = logging.getLogger("mtlheads")
@@ -54,7 +56,10 @@ def run(cfg: DictConfig) -> float:
     data = read_task_data(cfg, tasks, tokenizer)
 
     balancer = instantiate(cfg.balancer) if cfg.get("balancer") else None
-    model = MultiTaskModel(encoder=encoder, tasks=tasks, optim=instantiate(cfg.optim), balancer=balancer)
+    l0 = build_l0(cfg.mode.get("gate"), encoder, list(tasks))  # mode=gate: hard-concrete head gates
+    model = MultiTaskModel(
+        encoder=encoder, tasks=tasks, optim=instantiate(cfg.optim), balancer=balancer, l0=l0
+    )
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     model.eval_names = list(tasks)
     model.train()  # from_pretrained returns the encoder in eval mode (dropout off)
@@ -87,6 +92,8 @@ def run(cfg: DictConfig) -> float:
     # last.ckpt, whose exact replay of the epoch rewrites the same best.ckpt.
     last_ckpt = LastCheckpoint(out / "checkpoints", cfg.checkpoint.every_n_train_steps)
     callbacks: list[pl.Callback] = [checkpoint, last_ckpt]
+    if l0 is not None:
+        callbacks.append(GateMonitor(l0, out / "gates"))
     if cfg.get("patience"):
         callbacks.append(pl.callbacks.EarlyStopping(monitor="dev/score", mode="max", patience=cfg.patience))
     logger = build_logger(cfg, out)
@@ -134,6 +141,10 @@ def run(cfg: DictConfig) -> float:
                 )
                 scores = evaluate("dev", {name: loader}, best or None)[name]
                 results.setdefault("extra", {}).setdefault(name, {})[label] = scores
+        if l0 is not None:  # the best checkpoint's gates (the model holds them after its evaluation)
+            results["gates"] = l0.summary()
+            if trainer.is_global_zero:
+                atomic_save(l0.gate.deterministic().detach().cpu(), out / "gates.pt")
     finally:
         close_logger(logger)
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from mtlheads.encoder.gate import head_shape, install_head_gate
 from mtlheads.encoder.hard_concrete import HardConcreteGate
 
 # λ per task from the paper's gate scripts (BERT-base); several tasks sharing one gate set: 0.001.
@@ -79,3 +80,24 @@ class L0Objective(nn.Module):
             "claimed": [[int(layer), int(head)] for layer, head in claimed.nonzero().tolist()],
             "expected_open": float(self.gate.expected_open().detach()),
         }
+
+
+def build_l0(gate_cfg, encoder: nn.Module, tasks: Sequence[str]) -> L0Objective | None:
+    """``mode.gate`` -> hard-concrete gates hooked into ``encoder.model``, and their objective (or None).
+
+    Args:
+        gate_cfg: ``mode.gate`` (keys ``lam``, ``init``, ``target_heads``), or None for ungated modes.
+        encoder: the ``WordEncoder``; its transformers model gets the gate hooks.
+        tasks: the task names (``lam: null`` takes the paper's λ for them).
+    """
+    if not gate_cfg:
+        return None
+    layers, heads = head_shape(encoder.model)
+    gate = HardConcreteGate(num_layers=layers, num_heads=heads, init=gate_cfg.get("init", "xavier"))
+    install_head_gate(encoder.model, gate)
+    lam = gate_cfg.get("lam")
+    return L0Objective(
+        gate=gate,
+        lam=default_lambda(tasks) if lam is None else float(lam),
+        target_heads=gate_cfg.get("target_heads"),
+    )
