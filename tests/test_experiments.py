@@ -60,3 +60,27 @@ def test_stem_cell_pairs_runs_as_a_real_multirun(tmp_path, tiny_bert_dir):
         tuple(sorted(p)) for p in itertools.combinations(EWT5, 2)
     )
     assert all(r["mode"] == "mtl" and set(r["test"]) >= set(r["tasks"]) for r in runs)
+
+
+def test_figure_presets_sweep_what_each_figure_needs_and_draw_it(tmp_path):
+    jobs = _sweep_jobs(["experiment=stem_cell/fig1a"], [])
+    assert sorted(j[0] for j in jobs) == ["seed=1", "seed=2", "seed=3"]
+    jobs = _sweep_jobs(["experiment=stem_cell/fig1g"], [])
+    assert len(jobs) == 15 and {j[0] for j in jobs} == {f"taskset={t}" for t in EWT5}
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=stem_cell/fig1a"], return_hydra_config=True)
+    assert cfg.mode.name == "gate" and list(cfg.tasks) == ["pos"] and cfg.optim.encoder_lr == 1e-5
+    assert cfg.hydra.callbacks.draw_figures.figures == ["gate-overlap"]
+    assert "failure_summary" in cfg.hydra.callbacks  # the preset adds a callback, keeps the others
+
+    # the callback draws from the sweep's gated job dirs
+    import torch
+    from hydra.utils import instantiate
+
+    for i in range(3):
+        (tmp_path / f"{i}_gate-pos-s{i + 1}").mkdir()
+        torch.save(torch.rand(2, 3), tmp_path / f"{i}_gate-pos-s{i + 1}" / "gates.pt")
+    cfg.hydra.sweep.dir = str(tmp_path)
+    instantiate(cfg.hydra.callbacks.draw_figures).on_multirun_end(config=cfg)
+    assert (tmp_path / "figures" / "gate-overlap.png").is_file()
+    assert (tmp_path / "figures" / "gate-overlap.pdf").is_file()

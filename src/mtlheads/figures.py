@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.experimental.callback import Callback
 
 from mtlheads.utils.io import atomic_write_json, atomic_write_text
 
@@ -160,3 +161,34 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class DrawAfterSweep(Callback):
+    """Hydra callback (``hydra.callbacks``): after a multirun, draws ``figures`` from its gated jobs.
+
+    Args:
+        figures: names among ``gate-overlap``, ``gate-tasks``, ``gate-corr``; written to
+            ``<sweep dir>/figures/<name>.*``.
+    """
+
+    def __init__(self, *, figures: list[str]):
+        self.figures = list(figures)
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        draw_sweep(sweep, self.figures)
+
+
+def draw_sweep(sweep: Path, figures: list[str]) -> list[Path]:
+    """Draws ``figures`` from every job dir of ``sweep`` that holds a ``gates.pt``."""
+    runs = sorted(str(p.parent) for p in sweep.glob("*/gates.pt"))
+    if not runs:
+        print(f"mtlheads-figures: no gates.pt under {sweep}: nothing drawn")
+        return []
+    fns = {"gate-overlap": gate_overlap, "gate-tasks": gate_tasks, "gate-corr": gate_corr}
+    out = []
+    for name in figures:
+        fns[name](runs, sweep / "figures" / name)
+        out.append(sweep / "figures" / name)
+        print(f"mtlheads-figures: {name} from {len(runs)} runs -> {sweep / 'figures' / name}.*")
+    return out
