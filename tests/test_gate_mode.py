@@ -46,3 +46,48 @@ def test_gate_mode_trains_saves_and_reloads_the_gates(tmp_path, tiny_bert_dir):
     evaluate.run(ecfg)
     again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert 0 <= again["test"]["pos"]["acc"] <= 1 and again["test"]["pos"]["sentences"] > 0
+
+
+def test_prune_mode_removes_closed_heads_and_keeps_the_gated_outputs(tmp_path, tiny_bert_dir):
+    from mtlheads.build import read_split
+    from mtlheads.modes import prune
+    from mtlheads.training.data import eval_loader
+
+    run_dir = tmp_path / "run"
+    cfg = compose_config(
+        ["mode=gate", "taskset=pos", f"encoder.name={tiny_bert_dir}", "trainer=smoke", "logger=none"]
+        + [f"out_dir={run_dir}"]
+    )
+    train.run(cfg)
+    ckpt = json.loads((run_dir / "metrics.json").read_text())["checkpoint"]
+    gated, tokenizer, train_cfg = evaluate.load_checkpoint(ckpt)
+    with torch.no_grad():  # close some heads for sure (and one whole layer): the pruning must remove them
+        gated.l0.gate.log_alpha[0] = -5.0
+        gated.l0.gate.log_alpha[1, :2] = -5.0
+    torch.save(
+        {**torch.load(ckpt, weights_only=False), "state_dict": gated.state_dict()}, tmp_path / "closed.ckpt"
+    )
+
+    pcfg = compose_config(["mode=prune", f"ckpt={tmp_path / 'closed.ckpt'}", f"out={tmp_path / 'pruned'}"])
+    assert prune.run(pcfg) == 2.0  # 8 heads, 6 closed
+    pruned, _ = prune.load_pruned_model(tmp_path / "pruned")
+    assert sum(p.numel() for p in pruned.encoder.parameters()) < sum(
+        p.numel() for p in gated.encoder.parameters()
+    )
+    split = read_split(gated.tasks["pos"], train_cfg.tasks.pos.dev, tokenizer)
+    batch = next(
+        iter(
+            eval_loader(
+                task="pos",
+                split=split,
+                tasks=gated.tasks,
+                tokenizer=tokenizer,
+                max_tokens=2000,
+                max_sentences=16,
+            )
+        )
+    )
+    with torch.no_grad():
+        a, _ = gated.eval()("pos", batch["inputs"])
+        b, _ = pruned("pos", batch["inputs"])
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -29,7 +29,12 @@ _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")  # the date level of Hydra's default dir
 def build_encoder(cfg: DictConfig) -> tuple[WordEncoder, object]:
     """``cfg.encoder`` -> (word-level encoder, tokenizer)."""
     model, tokenizer = load_encoder(cfg.name, attn_implementation=cfg.attn_implementation)
-    encoder = WordEncoder(
+    return wrap_encoder(model, tokenizer, cfg), tokenizer
+
+
+def wrap_encoder(model, tokenizer, cfg: DictConfig) -> WordEncoder:
+    """A loaded transformers model -> the word-level encoder ``cfg`` (``cfg.encoder``) describes."""
+    return WordEncoder(
         model=model,
         pooling=cfg.pooling,
         word_dropout=cfg.word_dropout,
@@ -40,7 +45,6 @@ def build_encoder(cfg: DictConfig) -> tuple[WordEncoder, object]:
         max_length=cfg.max_length,
         stride=cfg.stride,
     )
-    return encoder, tokenizer
 
 
 def build_tasks(cfg: DictConfig, *, single_task: bool = False) -> dict[str, Task]:

@@ -94,10 +94,11 @@ def build_l0(gate_cfg, encoder: nn.Module, tasks: Sequence[str]) -> L0Objective 
         return None
     layers, heads = head_shape(encoder.model)
     gate = HardConcreteGate(num_layers=layers, num_heads=heads, init=gate_cfg.get("init", "xavier"))
-    install_head_gate(encoder.model, gate)
     lam = gate_cfg.get("lam")
-    return L0Objective(
+    l0 = L0Objective(
         gate=gate,
         lam=default_lambda(tasks) if lam is None else float(lam),
         target_heads=gate_cfg.get("target_heads"),
     )
+    l0.handle = install_head_gate(encoder.model, gate)  # handle.remove() ungates (mode=prune)
+    return l0
