@@ -11,9 +11,10 @@ from mtlheads.modes import train
 pytestmark = pytest.mark.slow
 
 
-def test_default_mtl_run_with_minilm_learns_on_the_excerpt(tmp_path, make_cfg):
+def test_mtl3_run_with_minilm_learns_on_the_excerpt(tmp_path, make_cfg):
     cfg = make_cfg(
         [
+            "taskset=ewt3",  # POS+NER+DEP: CI time (the default ewt5 adds the two tree tasks)
             "logger=none",
             "trainer.max_epochs=4",
             "trainer.enable_progress_bar=false",
@@ -24,7 +25,6 @@ def test_default_mtl_run_with_minilm_learns_on_the_excerpt(tmp_path, make_cfg):
     train.run(cfg)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     first, best = metrics["history"][0], metrics["dev"]
-    assert {"pos", "ner", "dep", "con", "srl"} <= set(best)  # the default trains all five tasks
     # Real learning, not a constant: POS well above its majority-tag rate, DEP attaching words.
     assert best["pos"]["acc"] > 0.6
     assert best["dep"]["uas"] > 0.3
