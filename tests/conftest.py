@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,26 @@ def compose_config(overrides: list[str]):
 @pytest.fixture
 def make_cfg():
     return compose_config
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment a test's ``mtlheads`` subprocess runs in: offline W&B and hub."""
+    return {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", **extra}
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 900, **env: str) -> subprocess.CompletedProcess:
+    """Runs ``mtlheads <args>`` as a user would (a fresh process, Hydra's own dirs), output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "mtlheads.cli", *args],
+        cwd=cwd,
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_cli(args: list[str], cwd: Path, **popen: object) -> subprocess.Popen:
+    """Starts ``mtlheads <args>`` in the background (tests that kill or watch a running job)."""
+    env = popen.pop("env", None) or cli_env()
+    return subprocess.Popen([sys.executable, "-m", "mtlheads.cli", *args], cwd=cwd, env=env, **popen)

@@ -6,13 +6,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import cli_env, compose_config, start_cli
 
 from mtlheads.modes.train import train_batch_sampler
 from mtlheads.training.data import TaskSplit
@@ -52,11 +51,10 @@ def test_shards_other_than_the_world_size_are_refused():
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "mtlheads.cli", *args],
-        cwd=cwd,
-        env=env,
+    return start_cli(
+        args,
+        cwd,
+        env=cli_env(OMP_NUM_THREADS="1"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

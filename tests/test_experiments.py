@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from conftest import run_cli
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -42,18 +40,10 @@ def test_stem_cell_pairs_sweeps_the_ten_task_pairs_times_seeds():
 
 def test_stem_cell_pairs_runs_as_a_real_multirun(tmp_path, tiny_bert_dir):
     """The command a user types: the preset's sweep is picked up by `-m`, one dir and metrics per pair."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     args = ["-m", "experiment=stem_cell/pairs", "seed=1", "trainer=smoke", "logger=none"]
     args += ["trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
     args += [f"encoder={tiny_bert_dir}", f"hydra.sweep.dir={tmp_path}"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "mtlheads.cli", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    proc = run_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = [json.loads(p.read_text()) for p in sorted(Path(tmp_path).glob("*/metrics.json"))]
     assert sorted(tuple(sorted(r["tasks"])) for r in runs) == sorted(

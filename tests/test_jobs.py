@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import compose_config
+from conftest import compose_config, run_cli
 from omegaconf import OmegaConf
 
 from mtlheads import jobs
@@ -20,15 +19,7 @@ EXCERPT = Path(__file__).resolve().parents[1] / "src" / "mtlheads" / "resources"
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "mtlheads.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return run_cli(args, cwd, OMP_NUM_THREADS="1")
 
 
 def _dirs(root: Path, *names: str) -> list[Path]:

@@ -10,14 +10,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, start_cli
 
 from mtlheads.modes import train
 from mtlheads.tasks.pos import PosTask
@@ -36,11 +35,8 @@ ARGS = [
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
     log = open(cwd / "log.txt", "a")  # a file, not a pipe: an unread pipe could block the run
-    return subprocess.Popen(
-        [sys.executable, "-m", "mtlheads.cli", *args], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    return start_cli(args, cwd, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _finish(proc: subprocess.Popen, cwd: Path) -> None:

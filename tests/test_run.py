@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ EXCERPT = Path(__file__).resolve().parents[1] / "src" / "mtlheads" / "resources"
 
 
 from conftest import compose_config as make_cfg  # noqa: E402
+from conftest import run_cli  # noqa: E402
 
 
 def test_default_config_is_mtl_on_the_shipped_excerpt_with_minilm():
@@ -107,15 +105,7 @@ def test_same_seed_same_metrics(tmp_path, tiny_bert_dir):
 
 
 def _cli(args, cwd, env_extra=None):
-    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", **(env_extra or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "mtlheads.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return run_cli(args, cwd, **(env_extra or {}))
 
 
 def test_cli_multirun_writes_one_dir_per_job(tmp_path, tiny_bert_dir):

@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import random
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.trainer.states import TrainerFn
 
 from mtlheads.training.data import MultiTaskBatchSampler
-from mtlheads.utils.io import _umask
+from mtlheads.utils.io import atomic_save
 
 log = logging.getLogger("mtlheads")
 
@@ -45,19 +44,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None or "://" in str(path):  # remote storage: Lightning's own writer
             return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        path = atomic_save(checkpoint, path)
         _fsync_dir(path.parent)  # makes the rename itself durable (power loss, not just a killed process)
 
 
