@@ -10,19 +10,15 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import shlex
 import statistics
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
-from importlib.metadata import version
 from pathlib import Path
 
-from throughput import cpu_model, peak_rss_mib, setup_torch
+from harness import flags, interleaved, peak_rss_mib, report_header, require_ewt, setup_torch
+from harness import run_child as run_child_process
 
-EWT_TEXT = "ewt/ud/train.conllu"
+EWT_TEXT = "ud/train.conllu"  # under ewt/
 TARGET_PCT, TARGET_FRACTION = 50, 0.8
 WIDTHS = (7, 7, 10, 9, 7, 10, 11, 11)  # table columns
 
@@ -70,7 +66,7 @@ def ewt_batches(tokenizer, args: argparse.Namespace):
 
     width = args.seq_len - 2
     need, stream = (args.batches + 1) * args.batch_size * width, []
-    for s in read_conllu(str(Path(args.data_dir) / EWT_TEXT)):
+    for s in read_conllu(str(Path(args.data_dir) / "ewt" / EWT_TEXT)):
         stream += tokenizer(s.words, is_split_into_words=True, add_special_tokens=False)["input_ids"]
         if len(stream) >= need:
             break
@@ -133,22 +129,9 @@ def child(args: argparse.Namespace) -> dict:
 
 
 def run_child(args: argparse.Namespace, pct: int, data_dir: Path) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--variant", str(pct), "--data-dir", str(data_dir)]
-    for flag in ("batch_size", "seq_len", "batches", "threads", "seed", "attn"):
-        cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": str(args.threads),
-        "MKL_NUM_THREADS": str(args.threads),
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode:
-        sys.exit(f"variant {pct}% failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    if result["peak_rss_mib"] > result["vmhwm_mib"] + 1:
-        print(f"warning: {pct}%: ru_maxrss > VmHWM (the parent's peak leaked in)", file=sys.stderr)
-    return result
+    names = ("batch_size", "seq_len", "batches", "threads", "seed", "attn")
+    child_flags = ["--variant", str(pct), "--data-dir", str(data_dir), *flags(args, names)]
+    return run_child_process(__file__, child_flags, threads=args.threads, label=f"variant {pct}%")
 
 
 def median_or_none(values: list) -> float | None:
@@ -160,31 +143,12 @@ def main() -> None:
     if args.variant is not None:
         print(json.dumps({"variant": args.variant, **child(args)}))
         return
-    from mtlheads.data import find_data_dir
     from mtlheads.utils.io import atomic_write_json
 
-    data_dir = find_data_dir()
-    if data_dir is None or not (data_dir / EWT_TEXT).is_file():
-        sys.exit(
-            f"EWT not found (data dir: {data_dir}): set MTLHEADS_DATA_DIR to the folder holding ewt/ "
-            "(e.g. ../shared/data)"
-        )
+    data_dir = require_ewt(EWT_TEXT)
     pcts = sorted(set(args.pcts) | {0})  # the unpruned model is the baseline
-    report = {
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "args": vars(args),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu_model(),
-        "torch": version("torch"),
-        "transformers": version("transformers"),
-        "threads": args.threads,
-        "data_dir": str(data_dir),
-    }
-    runs: dict[int, list[dict]] = {p: [] for p in pcts}
-    for rep in range(args.repeats):  # interleaved: 0, 25, 50, 75, 0, 25, ...
-        for p in pcts:
-            runs[p].append(run_child(args, p, data_dir))
-            print(f"  [{rep + 1}/{args.repeats}] {p}%: {json.dumps(runs[p][-1])}", file=sys.stderr)
+    report = report_header(args, data_dir)
+    runs = interleaved(pcts, args.repeats, lambda p: run_child(args, p, data_dir))  # 0, 25, 50, 75, 0, ...
     base_ms = statistics.median(r["ms_per_batch"] for r in runs[0])
     base_flops = runs[0][0]["encoder_gflops_per_batch"]
     variants = {}

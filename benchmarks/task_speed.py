@@ -13,17 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
 import statistics
-import subprocess
-import sys
 import time
-from datetime import datetime, timezone
-from importlib.metadata import version
 from pathlib import Path
 
-from throughput import cpu_model, peak_rss_mib, setup_torch
+from harness import flags, interleaved, peak_rss_mib, report_header, require_ewt, setup_torch
+from harness import run_child as run_child_process
 
 TASKS = ("pos", "ner", "dep", "con", "srl")
 TASK_FILES = {
@@ -109,14 +104,9 @@ def child(args: argparse.Namespace) -> dict:
 
 
 def run_child(args: argparse.Namespace, task: str, data_dir: Path) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--task", task, "--data-dir", str(data_dir)]
-    for flag in ("sentences", "max_tokens", "max_sentences", "threads", "seed"):
-        cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode:
-        sys.exit(f"task {task!r} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    names = ("sentences", "max_tokens", "max_sentences", "threads", "seed")
+    child_flags = ["--task", task, "--data-dir", str(data_dir), *flags(args, names)]
+    return run_child_process(__file__, child_flags, threads=args.threads, label=f"task {task!r}")
 
 
 def main() -> None:
@@ -124,26 +114,11 @@ def main() -> None:
     if args.task:
         print(json.dumps({"task": args.task, "threads": args.threads, **child(args)}))
         return
-    from mtlheads.data import find_data_dir
     from mtlheads.utils.io import atomic_write_json
 
-    data_dir = find_data_dir()
-    if data_dir is None or not (data_dir / "ewt" / TASK_FILES["con"]).is_file():
-        sys.exit(f"EWT not found (data dir: {data_dir}): set MTLHEADS_DATA_DIR to the folder holding ewt/")
-    runs: dict[str, list[dict]] = {t: [] for t in args.tasks}
-    for rep in range(args.repeats):  # interleaved: POS, CON, POS, CON, ...
-        for t in args.tasks:
-            runs[t].append(run_child(args, t, data_dir))
-            print(f"  [{rep + 1}/{args.repeats}] {t}: {json.dumps(runs[t][-1])}", file=sys.stderr)
-    report = {
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "args": vars(args),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu_model(),
-        "torch": version("torch"),
-        "transformers": version("transformers"),
-        "tasks": {},
-    }
+    data_dir = require_ewt(TASK_FILES["con"])
+    runs = interleaved(args.tasks, args.repeats, lambda t: run_child(args, t, data_dir))  # POS, CON, POS, ...
+    report = {**report_header(args, data_dir), "tasks": {}}
     base = args.tasks[0]
     for t, r in runs.items():
         report["tasks"][t] = {

@@ -1,27 +1,22 @@
 """Throughput benchmarks: MTL training (mtlheads vs a plain HF + PyTorch loop) and head-gate overhead.
 
-Every variant runs in its own child process (this script re-invoked with ``--variant``), so its peak RSS is
-its own; the parent alternates variants over ``--repeats`` and reports medians and ratios. Timing covers the
-measured loop only, after one warm-up batch. See benchmarks/README.md.
+Variants run in child processes, interleaved over ``--repeats`` (``harness.py``); medians and ratios.
+Timing covers the measured loop only, after one warm-up batch. See benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import resource
-import shlex
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
-from importlib.metadata import version
 from itertools import zip_longest
 from pathlib import Path
+
+from harness import flags, interleaved, peak_rss_mib, report_header, require_ewt, setup_torch
+from harness import run_child as run_child_process
 
 TRAIN_VARIANTS = ("plain", "mtlheads")
 GATE_VARIANTS = ("ungated", "ones", "mask")
@@ -45,23 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def peak_rss_mib() -> dict[str, float]:
-    """ru_maxrss (KiB on Linux) and VmHWM: they agree unless the parent's peak leaked in through exec."""
-    status = Path("/proc/self/status").read_text()
-    hwm = int(status.split("VmHWM:")[1].split()[0]) if "VmHWM:" in status else 0
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"peak_rss_mib": maxrss / 1024, "vmhwm_mib": hwm / 1024}
-
-
 # ---- children --------------------------------------------------------------------------------------------
-def setup_torch(threads: int, seed: int):
-    import torch
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    return torch
-
-
 def load_tasks(ewt: Path, tokenizer, n: int, max_len: int) -> tuple[dict, dict]:
     """POS/NER/DEP with vocabularies fit on all train sentences, and the first ``n`` train sentences of
     each task that fit in ``max_len`` subwords (so the fixed-length loop never truncates)."""
@@ -229,43 +208,9 @@ def gate_child(args: argparse.Namespace) -> dict:
 
 # ---- parent ----------------------------------------------------------------------------------------------
 def run_child(args: argparse.Namespace, variant: str, data_dir: Path) -> dict:
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--variant",
-        variant,
-        "--data-dir",
-        str(data_dir),
-        "--sentences",
-        str(args.sentences),
-        "--batch-sentences",
-        str(args.batch_sentences),
-        "--pad-length",
-        str(args.pad_length),
-        "--gate-batches",
-        str(args.gate_batches),
-        "--threads",
-        str(args.threads),
-        "--seed",
-        str(args.seed),
-    ]
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": str(args.threads),
-        "MKL_NUM_THREADS": str(args.threads),
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode:
-        sys.exit(f"variant {variant!r} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    if result["peak_rss_mib"] > result["vmhwm_mib"] + 1:
-        print(
-            f"warning: {variant}: ru_maxrss {result['peak_rss_mib']:.0f} MiB > VmHWM "
-            f"{result['vmhwm_mib']:.0f} MiB (the parent's peak leaked in)",
-            file=sys.stderr,
-        )
-    return result
+    names = ("sentences", "batch_sentences", "pad_length", "gate_batches", "threads", "seed")
+    child_flags = ["--variant", variant, "--data-dir", str(data_dir), *flags(args, names)]
+    return run_child_process(__file__, child_flags, threads=args.threads, label=f"variant {variant!r}")
 
 
 def summarise(runs: dict[str, list[dict]], key: str) -> dict:
@@ -279,45 +224,19 @@ def summarise(runs: dict[str, list[dict]], key: str) -> dict:
     }
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
 def main() -> None:
     args = parse_args()
     if args.variant:
         child = training_child if args.variant in TRAIN_VARIANTS else gate_child
         print(json.dumps({"variant": args.variant, "threads": args.threads, **child(args)}))
         return
-    from mtlheads.data import find_data_dir
     from mtlheads.utils.io import atomic_write_json
 
-    data_dir = find_data_dir()
-    if data_dir is None or not (data_dir / "ewt" / TASK_FILES["dep"]).is_file():
-        sys.exit(
-            f"EWT not found (data dir: {data_dir}): set MTLHEADS_DATA_DIR to the folder holding ewt/ "
-            "(e.g. ../shared/data)"
-        )
-    report = {
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "args": vars(args),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu_model(),
-        "torch": version("torch"),
-        "transformers": version("transformers"),
-        "threads": args.threads,
-        "data_dir": str(data_dir),
-    }
+    data_dir = require_ewt(TASK_FILES["dep"])
+    report = report_header(args, data_dir)
     parts = {"training": TRAIN_VARIANTS, "gate": GATE_VARIANTS}
     for part in args.parts:
-        runs: dict[str, list[dict]] = {v: [] for v in parts[part]}
-        for rep in range(args.repeats):  # interleaved: A, B, A, B, ...
-            for v in parts[part]:
-                runs[v].append(run_child(args, v, data_dir))
-                print(f"  [{part} {rep + 1}/{args.repeats}] {v}: {json.dumps(runs[v][-1])}", file=sys.stderr)
+        runs = interleaved(parts[part], args.repeats, lambda v: run_child(args, v, data_dir), f"{part} ")
         key = "tokens_per_s" if part == "training" else "ms_per_step"
         report[part] = summarise(runs, key)
     print(
