@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_encoders import V, base_config, inputs, run, tiny_model
 from torch import nn
 from transformers import AutoConfig, AutoModel, BertConfig
 
@@ -17,8 +18,8 @@ from mtlheads.encoder.gate import (
     install_head_gate,
 )
 
-L, H, D, V = 2, 4, 32, 99
-BASE = dict(hidden_size=D, num_hidden_layers=L, num_attention_heads=H, intermediate_size=37, vocab_size=V)
+L, H, D = 2, 4, 32
+BASE = base_config(layers=L, heads=H, hidden=D)
 CONFIGS = {
     "bert": BASE,
     "roberta": BASE,
@@ -46,25 +47,7 @@ FAMILIES = sorted(CONFIGS)
 
 
 def tiny(model_type: str, impl: str = "eager", dtype: torch.dtype = torch.float32) -> nn.Module:
-    torch.manual_seed(0)
-    cfg = AutoConfig.for_model(model_type, **CONFIGS[model_type])
-    try:
-        model = AutoModel.from_config(cfg, attn_implementation=impl)
-    except ValueError as e:  # e.g. DeBERTa-v2 has no SDPA path
-        pytest.skip(f"{model_type} does not support {impl}: {e}")
-    return model.to(dtype).eval()
-
-
-def inputs() -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(5, V, (2, 7), generator=g)
-    mask = torch.ones(2, 7, dtype=torch.long)
-    mask[1, 5:] = 0
-    return {"input_ids": ids, "attention_mask": mask}
-
-
-def run(model: nn.Module) -> torch.Tensor:
-    return model(**inputs()).last_hidden_state  # (B, T, D)
+    return tiny_model(model_type, CONFIGS[model_type], impl=impl, dtype=dtype)
 
 
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])

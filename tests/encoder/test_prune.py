@@ -7,8 +7,9 @@ import json
 
 import pytest
 import torch
+from tiny_encoders import base_config, inputs, run, tiny_model
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from mtlheads.encoder.gate import MaskGate, install_head_gate
 from mtlheads.encoder.prune import (
@@ -21,8 +22,8 @@ from mtlheads.encoder.prune import (
     save_pruned,
 )
 
-L, H, D, V = 3, 4, 32, 99
-BASE = dict(hidden_size=D, num_hidden_layers=L, num_attention_heads=H, intermediate_size=37, vocab_size=V)
+L, H, D = 3, 4, 32
+BASE = base_config(layers=L, heads=H, hidden=D)
 DEBERTA = {**BASE, "relative_attention": True, "pos_att_type": ["p2c", "c2p"], "max_relative_positions": 16}
 CONFIGS = {
     "bert": ("bert", BASE),
@@ -36,28 +37,8 @@ GATES = torch.tensor([[0.0, 0.7, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.3, 0.0
 
 
 def tiny(name: str, impl: str = "eager", head: bool = False) -> nn.Module:
-    torch.manual_seed(0)
-    model_type, kwargs = CONFIGS[name]
-    cfg = AutoConfig.for_model(model_type, **kwargs, num_labels=3)
-    auto = AutoModelForTokenClassification if head else AutoModel
-    try:
-        model = auto.from_config(cfg, attn_implementation=impl)
-    except ValueError as e:  # DeBERTa-v2 has no SDPA path
-        pytest.skip(f"{name} does not support {impl}: {e}")
-    return model.eval()
-
-
-def inputs() -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(5, V, (2, 7), generator=g)
-    mask = torch.ones(2, 7, dtype=torch.long)
-    mask[1, 5:] = 0
-    return {"input_ids": ids, "attention_mask": mask}
-
-
-def run(model: nn.Module) -> torch.Tensor:
-    out = model(**inputs())
-    return out.logits if hasattr(out, "logits") else out.last_hidden_state
+    model_type, config = CONFIGS[name]
+    return tiny_model(model_type, config, impl=impl, token_head=head)
 
 
 def gated(model: nn.Module, gates: torch.Tensor) -> torch.Tensor:
