@@ -33,6 +33,7 @@ from mtlheads.tasks.biaffine import MLP, Biaffine
 from mtlheads.tasks.evalb import EvalbMetric
 from mtlheads.tasks.treecrf import cky, inside, marginals
 from mtlheads.tasks.trees import Span, gold_spans, spans_to_tree, to_string
+from mtlheads.tasks.vocab import LabelVocab
 
 IGNORE = -100
 
@@ -97,7 +98,7 @@ class ConDecoder(nn.Module):
         return {"span": s_span, "label": s_label, "lengths": lengths}
 
 
-class ConTask:
+class ConTask(LabelVocab):
     """Constituency parsing on CoNLL-2012 trees.
 
     Args:
@@ -125,8 +126,6 @@ class ConTask:
         self.sep_is_eos = hidden_has_sep  # asks the encoder for the [SEP] vector after the last word
         self.name, self.n_mlp_span, self.n_mlp_label, self.dropout = name, n_mlp_span, n_mlp_label, dropout
         self.mbr, self.hidden_has_sep = mbr, hidden_has_sep
-        self.labels: list[str] = []
-        self._index: dict[str, int] = {}
 
     def read(self, path: str) -> list[Sentence]:
         from mtlheads.data.conll2012_reader import read_conll2012
@@ -135,17 +134,7 @@ class ConTask:
 
     def fit_vocab(self, train: list[Sentence]) -> None:
         """Labels = sorted set of the binarised, unary-collapsed span labels of the training trees."""
-        self._set_labels(sorted({lab for s in train for _, _, lab in gold_spans(self._tree(s))}))
-
-    def vocab_state(self) -> dict:
-        return {"labels": list(self.labels)}
-
-    def load_vocab_state(self, state: dict) -> None:
-        self._set_labels(list(state["labels"]))
-
-    def _set_labels(self, labels: list[str]) -> None:
-        self.labels = labels
-        self._index = {lab: i for i, lab in enumerate(labels)}
+        self.set_labels(sorted({lab for s in train for _, _, lab in gold_spans(self._tree(s))}))
 
     @staticmethod
     def _tree(sent: Sentence) -> str:
@@ -153,14 +142,8 @@ class ConTask:
             raise ValueError(f"{sent.source}: sentence has no constituency tree")
         return sent.tree
 
-    @property
-    def unk_index(self) -> int:
-        """Reserved index for labels absent from the vocabulary (never predicted)."""
-        return len(self.labels)
-
     def build_decoder(self, hidden_size: int) -> nn.Module:
-        if not self.labels:
-            raise RuntimeError("ConTask.build_decoder called before fit_vocab/load_vocab_state")
+        self.require_labels()
         return ConDecoder(
             hidden_size=hidden_size,
             n_labels=len(self.labels),
@@ -180,7 +163,7 @@ class ConTask:
             spans = gold_spans(self._tree(sent))
             if len(spans) != 2 * len(sent.words) - 1 or any(j > len(sent.words) for _, j, _ in spans):
                 raise ValueError(f"{sent.source}: tree does not match the {len(sent.words)} words")
-            index += [(b, i, j, self._index.get(lab, self.unk_index)) for i, j, lab in spans]
+            index += [(b, i, j, self.label_index(lab)) for i, j, lab in spans]
         if index:
             b_idx, i_idx, j_idx, ids = torch.tensor(index).unbind(1)
             charts[b_idx, i_idx, j_idx] = ids

@@ -26,6 +26,7 @@ from torch import nn
 from mtlheads.data.sentence import Sentence
 from mtlheads.tasks.biaffine import MLP, Biaffine
 from mtlheads.tasks.eisner import eisner_torch, is_projective_tree
+from mtlheads.tasks.vocab import LabelVocab
 
 IGNORE = -100
 
@@ -104,7 +105,7 @@ class DepMetric:
         return {"uas": self.arcs / self.total, "las": self.labelled / self.total}
 
 
-class DepTask:
+class DepTask(LabelVocab):
     """Dependency parsing on CoNLL-U heads and relations.
 
     Args:
@@ -117,6 +118,7 @@ class DepTask:
 
     cls_is_root = True
     main_metric = "las"
+    vocab_key = "rels"
 
     def __init__(
         self,
@@ -129,8 +131,10 @@ class DepTask:
     ):
         self.name, self.n_mlp_arc, self.n_mlp_rel, self.dropout = name, n_mlp_arc, n_mlp_rel, dropout
         self.single_root = single_root
-        self.rels: list[str] = []
-        self._index: dict[str, int] = {}
+
+    @property
+    def rels(self) -> list[str]:
+        return self.labels
 
     def read(self, path: str) -> list[Sentence]:
         from mtlheads.data import read_conllu
@@ -139,29 +143,13 @@ class DepTask:
 
     def fit_vocab(self, train: list[Sentence]) -> None:
         """Relation list = sorted set of the training relations."""
-        self._set_rels(sorted({r for s in train for r in (s.rels or [])}))
-
-    def vocab_state(self) -> dict:
-        return {"rels": list(self.rels)}
-
-    def load_vocab_state(self, state: dict) -> None:
-        self._set_rels(list(state["rels"]))
-
-    def _set_rels(self, rels: list[str]) -> None:
-        self.rels = rels
-        self._index = {r: i for i, r in enumerate(rels)}
-
-    @property
-    def unk_index(self) -> int:
-        """Reserved index for relations absent from the vocabulary (never predicted)."""
-        return len(self.rels)
+        self.set_labels(sorted({r for s in train for r in (s.rels or [])}))
 
     def build_decoder(self, hidden_size: int) -> nn.Module:
-        if not self.rels:
-            raise RuntimeError("DepTask.build_decoder called before fit_vocab/load_vocab_state")
+        self.require_labels()
         return DepDecoder(
             hidden_size=hidden_size,
-            n_rels=len(self.rels),
+            n_rels=len(self.labels),
             n_mlp_arc=self.n_mlp_arc,
             n_mlp_rel=self.n_mlp_rel,
             dropout=self.dropout,
@@ -180,7 +168,7 @@ class DepTask:
             if len(sent.heads) != m or len(sent.rels) != m or any(not 0 <= h <= m for h in sent.heads):
                 raise ValueError(f"{sent.source}: malformed heads/relations")
             heads[b, 1 : 1 + m] = torch.tensor(sent.heads, dtype=torch.long)
-            rels[b, 1 : 1 + m] = torch.tensor([self._index.get(r, self.unk_index) for r in sent.rels])
+            rels[b, 1 : 1 + m] = torch.tensor([self.label_index(r) for r in sent.rels])
         return {"heads": heads, "rels": rels}
 
     def loss(
@@ -237,7 +225,7 @@ class DepTask:
         rel_pred = s_rel.gather(2, index).squeeze(2).argmax(-1)  # (B, N)
         heads_list, rels_list = heads.tolist(), rel_pred.tolist()
         return [
-            (heads_list[b][1 : n + 1], [self.rels[r] for r in rels_list[b][1 : n + 1]])
+            (heads_list[b][1 : n + 1], [self.labels[r] for r in rels_list[b][1 : n + 1]])
             for b, n in enumerate(lengths)
         ]
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from mtlheads.data.sentence import Sentence
 from mtlheads.tasks.biaffine import Biaffine
+from mtlheads.tasks.vocab import LabelVocab
 
 NULL = "<null>"
 IGNORE = -100
@@ -113,7 +114,7 @@ class NerMetric:
         return {"p": p, "r": r, "f1": f1}
 
 
-class NerTask:
+class NerTask(LabelVocab):
     """Named entity recognition over IOB2 files, decoded as flat (or nested) spans.
 
     Args:
@@ -124,11 +125,10 @@ class NerTask:
 
     cls_is_root = False
     main_metric = "f1"
+    first_label = NULL
 
     def __init__(self, *, name: str = "ner", ffnn_size: int = 150, flat: bool = True):
         self.name, self.ffnn_size, self.flat = name, ffnn_size, flat
-        self.labels: list[str] = []
-        self._index: dict[str, int] = {}
 
     def read(self, path: str) -> list[Sentence]:
         from mtlheads.data import read_iob2
@@ -138,28 +138,10 @@ class NerTask:
     def fit_vocab(self, train: list[Sentence]) -> None:
         """Labels = ``<null>`` then the sorted training entity types."""
         types = sorted({t for s in train for _, _, t in (s.entities or [])} - {NULL})
-        self._set_labels([NULL, *types])
-
-    def vocab_state(self) -> dict:
-        return {"labels": list(self.labels)}
-
-    def load_vocab_state(self, state: dict) -> None:
-        self._set_labels(list(state["labels"]))
-
-    def _set_labels(self, labels: list[str]) -> None:
-        if not labels or labels[0] != NULL:
-            raise ValueError(f"label 0 must be {NULL!r}, got {labels[:1]}")
-        self.labels = labels
-        self._index = {t: i for i, t in enumerate(labels)}
-
-    @property
-    def unk_index(self) -> int:
-        """Reserved index for entity types absent from the vocabulary (never predicted)."""
-        return len(self.labels)
+        self.set_labels([NULL, *types])
 
     def build_decoder(self, hidden_size: int) -> nn.Module:
-        if not self.labels:
-            raise RuntimeError("NerTask.build_decoder called before fit_vocab/load_vocab_state")
+        self.require_labels()
         return NerDecoder(hidden_size=hidden_size, n_labels=len(self.labels), ffnn_size=self.ffnn_size)
 
     def targets(self, batch: list[Sentence]) -> dict[str, torch.Tensor]:
@@ -176,7 +158,7 @@ class NerTask:
             for start, end, label in sent.entities:
                 if not 0 <= start <= end < len(sent.words):
                     raise ValueError(f"{sent.source}: entity span ({start}, {end}) outside the sentence")
-                labels[b, start, end] = self._index.get(label, self.unk_index)
+                labels[b, start, end] = self.label_index(label)
         return {"labels": labels}
 
     def loss(self, out: torch.Tensor, targets: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:

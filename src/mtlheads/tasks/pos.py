@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtlheads.data.sentence import Sentence
+from mtlheads.tasks.vocab import LabelVocab
 
 IGNORE = -100  # target value for padding (skipped by the loss)
 
@@ -62,7 +63,7 @@ class PosMetric:
         return {"acc": self.correct / self.total if self.total else 0.0}
 
 
-class PosTask:
+class PosTask(LabelVocab):
     """Part-of-speech tagging on the CoNLL-U XPOS column (PTB tags).
 
     Args:
@@ -71,13 +72,16 @@ class PosTask:
 
     cls_is_root = False
     main_metric = "acc"
+    vocab_key = "tags"
 
     def __init__(self, *, name: str = "pos"):
         self.name = name
-        self.tags: list[str] = []
-        self._index: dict[str, int] = {}
 
     # data and vocabulary --------------------------------------------------------------------------
+    @property
+    def tags(self) -> list[str]:
+        return self.labels
+
     def read(self, path: str) -> list[Sentence]:
         from mtlheads.data import read_conllu
 
@@ -85,28 +89,11 @@ class PosTask:
 
     def fit_vocab(self, train: list[Sentence]) -> None:
         """Tag list = sorted set of the training tags (deterministic)."""
-        self._set_tags(sorted({t for s in train for t in (s.pos or [])}))
+        self.set_labels(sorted({t for s in train for t in (s.pos or [])}))
 
-    def vocab_state(self) -> dict:
-        return {"tags": list(self.tags)}
-
-    def load_vocab_state(self, state: dict) -> None:
-        self._set_tags(list(state["tags"]))
-
-    def _set_tags(self, tags: list[str]) -> None:
-        self.tags = tags
-        self._index = {t: i for i, t in enumerate(tags)}
-
-    @property
-    def unk_index(self) -> int:
-        """Reserved index for tags absent from the vocabulary (never predicted)."""
-        return len(self.tags)
-
-    # model ----------------------------------------------------------------------------------------
     def build_decoder(self, hidden_size: int) -> nn.Module:
-        if not self.tags:
-            raise RuntimeError("PosTask.build_decoder called before fit_vocab/load_vocab_state")
-        return PosDecoder(hidden_size=hidden_size, n_tags=len(self.tags))
+        self.require_labels()
+        return PosDecoder(hidden_size=hidden_size, n_tags=len(self.labels))
 
     def targets(self, batch: list[Sentence]) -> dict[str, torch.Tensor]:
         """Returns ``{"tags": (B, N) long}``, padded with -100, unknown tags = ``unk_index``."""
@@ -115,7 +102,7 @@ class PosTask:
         for b, sent in enumerate(batch):
             if sent.pos is None:
                 raise ValueError(f"{sent.source}: sentence has no POS layer")
-            ids = [self._index.get(t, self.unk_index) for t in sent.pos]
+            ids = [self.label_index(t) for t in sent.pos]
             tags[b, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         return {"tags": tags}
 
@@ -143,7 +130,7 @@ class PosTask:
         """
         pred = out.argmax(-1).tolist()
         lengths = mask.sum(1).tolist()
-        return [[self.tags[i] for i in row[:n]] for row, n in zip(pred, lengths, strict=True)]
+        return [[self.labels[i] for i in row[:n]] for row, n in zip(pred, lengths, strict=True)]
 
     def new_metric(self) -> PosMetric:
         return PosMetric()

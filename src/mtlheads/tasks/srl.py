@@ -23,6 +23,7 @@ from torch import nn
 from mtlheads.data.sentence import Sentence
 from mtlheads.tasks.srl_decode import decode_srl
 from mtlheads.tasks.srl_metric import SrlMetric, clean_srl, srl_tuples
+from mtlheads.tasks.vocab import LabelVocab
 
 NULL = "<null>"
 IGNORE = -100
@@ -167,7 +168,7 @@ class SrlDecoder(nn.Module):
         }
 
 
-class SrlTask:
+class SrlTask(LabelVocab):
     """PropBank SRL over CoNLL-2012 ``*_gold_conll`` files, predicates and arguments predicted jointly.
 
     Args:
@@ -183,6 +184,7 @@ class SrlTask:
 
     cls_is_root = False
     main_metric = "f1"
+    first_label = NULL
 
     def __init__(
         self,
@@ -199,8 +201,6 @@ class SrlTask:
         self.name = name
         self.sizes = dict(max_arg_width=max_arg_width, ffnn_size=ffnn_size, ffnn_depth=ffnn_depth)
         self.sizes.update(dropout=dropout, width_emb=width_emb, arg_ratio=arg_ratio, pred_ratio=pred_ratio)
-        self.labels: list[str] = []
-        self._index: dict[str, int] = {}
 
     def read(self, path: str) -> list[Sentence]:
         """CoNLL-2012 sentences with ``srl`` preprocessed by :func:`clean_srl` (no V/C-V, no duplicates)."""
@@ -214,23 +214,10 @@ class SrlTask:
     def fit_vocab(self, train: list[Sentence]) -> None:
         """Roles = ``<null>`` then the sorted training roles (V/C-V excluded)."""
         roles = sorted({r for s in train for *_, r in srl_tuples(s.srl)} - {NULL})
-        self._set_labels([NULL, *roles])
-
-    def vocab_state(self) -> dict:
-        return {"labels": list(self.labels)}
-
-    def load_vocab_state(self, state: dict) -> None:
-        self._set_labels(list(state["labels"]))
-
-    def _set_labels(self, labels: list[str]) -> None:
-        if not labels or labels[0] != NULL:
-            raise ValueError(f"label 0 must be {NULL!r}, got {labels[:1]}")
-        self.labels = labels
-        self._index = {t: i for i, t in enumerate(labels)}
+        self.set_labels([NULL, *roles])
 
     def build_decoder(self, hidden_size: int) -> nn.Module:
-        if not self.labels:
-            raise RuntimeError("SrlTask.build_decoder called before fit_vocab/load_vocab_state")
+        self.require_labels()
         return SrlDecoder(hidden_size=hidden_size, n_labels=len(self.labels), **self.sizes)
 
     def targets(self, batch: list[Sentence]) -> dict[str, torch.Tensor]:
@@ -244,7 +231,7 @@ class SrlTask:
             for p, s, e, r in sorted(srl_tuples(sent.srl)):
                 if not (0 <= p < n and 0 <= s <= e < n):
                     raise ValueError(f"{sent.source}: SRL tuple ({p}, {s}, {e}) outside the sentence")
-                rows.append((b, p, s, e, self._index.get(r, IGNORE)))
+                rows.append((b, p, s, e, self.label_index(r, IGNORE)))
         return {"gold": torch.tensor(rows, dtype=torch.long).view(-1, 5)}
 
     def loss(self, out: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], mask: torch.Tensor):
