@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from hydra.experimental.callback import Callback
 
-from mtlheads.utils.io import atomic_write_json, atomic_write_text
+from mtlheads.utils.io import atomic_write, atomic_write_json, atomic_write_text
 
 
 def load_gates(run: str | Path) -> tuple[np.ndarray, str]:
@@ -79,10 +80,8 @@ def _grid(colors: np.ndarray, out: Path, alpha: np.ndarray | None = None) -> lis
     ax.set_aspect("equal")
     written = []
     for ext in ("png", "pdf"):
-        path = out.with_suffix(f".{ext}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, bbox_inches="tight", dpi=150)
-        written.append(path)
+        save = partial(fig.savefig, format=ext, bbox_inches="tight", dpi=150)
+        written.append(atomic_write(out.with_suffix(f".{ext}"), save, binary=True))
     plt.close(fig)
     return written
 
