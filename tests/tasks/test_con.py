@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from decoder_fit import overfit
 from nltk import Tree
 
 from mtlheads.data.sentence import Sentence
@@ -159,17 +160,8 @@ def test_overfit_tiny_batch_reproduces_gold_trees() -> None:
     batch = TRAIN
     mask = _mask([len(s.words) for s in batch])
     hidden = torch.randn(len(batch), mask.shape[1], 16)
-    targets = task.targets(batch)
-    opt = torch.optim.Adam(decoder.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(60):
-        opt.zero_grad()
-        loss = task.loss(decoder(hidden, mask), targets, mask)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    assert losses[-1] < 0.05 * losses[0]
-    decoder.eval()
+    first, last = overfit(task, decoder, hidden, mask, batch, lr=1e-2, steps=60)
+    assert last < 0.05 * first
     with torch.inference_mode():
         out = decoder(hidden, mask)
         trees = task.decode(out, mask, sentences=batch)

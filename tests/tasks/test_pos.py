@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from decoder_fit import overfit
 
 from mtlheads.data.sentence import Sentence
 from mtlheads.tasks.pos import PosMetric, PosTask
@@ -93,15 +94,9 @@ def test_overfits_a_tiny_batch() -> None:
     decoder = task.build_decoder(16)
     lengths = [len(s.words) for s in TRAIN]
     hidden = torch.randn(len(TRAIN), max(lengths), 16)
-    mask, targets = _mask(lengths), task.targets(TRAIN)
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=0.05)
-    first = task.loss(decoder(hidden, mask), targets, mask).item()
-    for _ in range(100):
-        optimizer.zero_grad()
-        loss = task.loss(decoder(hidden, mask), targets, mask)
-        loss.backward()
-        optimizer.step()
-    assert loss.item() < first / 10
+    mask = _mask(lengths)
+    first, last = overfit(task, decoder, hidden, mask, TRAIN, lr=0.05, steps=100)
+    assert last < first / 10
     metric = task.new_metric()
     with torch.no_grad():
         metric.update(task.decode(decoder(hidden, mask), mask, final=True), TRAIN)
