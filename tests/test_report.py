@@ -47,10 +47,10 @@ def metrics(seed: int, dev: float, test: float) -> dict:
         "encoder": "minilm",
         "seed": seed,
         "best_epoch": 1,
-        "train_seconds": 600.1,
+        "train_seconds": 100.0 * seed,
         "dev": {"pos": {"acc": dev, "file": "dev.conllu", "sentences": 100}, "score": dev},
         "test": {"pos": {"acc": test}, "score": test},
-        "history": [{"epoch": 0, "dev/score": 0.5}],
+        "history": [{"epoch": 0, "seconds": 40.0 * seed, "score": 0.5}, {"epoch": 1, "seconds": 60.0 * seed}],
         "checkpoint": "x/best.ckpt",
     }
 
@@ -109,6 +109,11 @@ def test_report(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
         stat = row["metrics"][col]
         assert stat["mean"] == pytest.approx(mean, abs=1e-7) and stat["std"] == pytest.approx(std, abs=1e-7)
         assert stat["n"] == row["n_runs"]
+    # Wall times: A trains 100, 200, 300 s -> 200 ± 100, epochs average 50 s x seed -> 100 ± 50;
+    # B (seeds 1, 2) -> 150 ± 70.71 and 75 ± 35.36.
+    assert a["time"]["train_seconds"] == {"mean": 200.0, "std": 100.0}
+    assert a["time"]["epoch_seconds"] == {"mean": 100.0, "std": 50.0}
+    assert b["time"]["train_seconds"]["std"] == pytest.approx(70.7106781)
     failed = {p["dir"]: (p["status"], p["reason"]) for p in report["failed"]}
     assert failed == {
         "a/3_stl-pos-s4": ("unfinished", "no metrics.json (running, or crashed)"),
@@ -118,24 +123,27 @@ def test_report(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert failed["a/5_stl-pos-s6"][1].startswith("metrics.json does not parse")
 
     md = (tree / "report.md").read_text()
-    assert "| configuration | seeds | dev/pos/acc | dev/score | test/pos/acc | test/score |" in md
     assert (
-        "| stl pos minilm temperature=0.8 | 3 | 96.33 ± 1.53 | 96.33 ± 1.53 | 91.00 ± 1.00 | 91.00 ± 1.00 |"
+        "| configuration | seeds | train s | s/epoch | dev/pos/acc | dev/score | test/pos/acc | test/score |"
         in md
     )
     assert (
-        "| stl pos minilm temperature=0.5 | 2 | 83.00 ± 4.24 | 83.00 ± 4.24 | 72.50 ± 3.54 | 72.50 ± 3.54 |"
-        in md
+        "| stl pos minilm temperature=0.8 | 3 | 200 ± 100 | 100 ± 50 | 96.33 ± 1.53 | 96.33 ± 1.53 "
+        "| 91.00 ± 1.00 | 91.00 ± 1.00 |" in md
+    )
+    assert (
+        "| stl pos minilm temperature=0.5 | 2 | 150 ± 71 | 75 ± 35 | 83.00 ± 4.24 | 83.00 ± 4.24 "
+        "| 72.50 ± 3.54 | 72.50 ± 3.54 |" in md
     )
     assert all(f"`{d}`" in md for d in failed)
     tex = (tree / "report.tex").read_text()
     assert (
-        "stl pos minilm temperature=0.8 & 3 & 96.33 $\\pm$ 1.53 & 96.33 $\\pm$ 1.53 & 91.00 $\\pm$ 1.00"
-        in tex
+        "stl pos minilm temperature=0.8 & 3 & 200 $\\pm$ 100 & 100 $\\pm$ 50 & 96.33 $\\pm$ 1.53 "
+        "& 96.33 $\\pm$ 1.53 & 91.00 $\\pm$ 1.00" in tex
     )
     assert (
         "dev/pos/acc" in tex
-        and "\\begin{tabular}{l r r r r r}" in tex
+        and "\\begin{tabular}{l r r r r r r r}" in tex
         and "% a/3_stl-pos-s4: unfinished" in tex
     )
     assert capsys.readouterr().out == md
@@ -155,7 +163,7 @@ def test_one_seed_out_dir_and_eval_runs(tmp_path: Path) -> None:
     assert [c["label"] for c in report["configurations"]] == ["eval ner", "stl pos minilm"]
     assert report["configurations"][1]["metrics"]["dev/pos/acc"] == {"mean": 0.9731, "std": None, "n": 1}
     assert "test/ner/f1" in report["columns"] and not any("sentences" in c for c in report["columns"])
-    assert "| stl pos minilm | 1 | 97.31 ± – |" in (out / "report.md").read_text()
+    assert "| stl pos minilm | 1 | 700 | 350 | 97.31 ± – |" in (out / "report.md").read_text()
 
 
 def test_nothing_to_report(tmp_path: Path) -> None:
@@ -171,7 +179,10 @@ def test_label_shows_differing_keys_escaped_in_latex(tmp_path: Path) -> None:
     assert main([str(tmp_path)]) == 0
     labels = [c["label"] for c in json.loads((tmp_path / "report.json").read_text())["configurations"]]
     assert labels == ["stl pos minilm max_epochs=10", "stl pos minilm max_epochs=3"]
-    assert "stl pos minilm max\\_epochs=3 & 1 & 50.00 $\\pm$ --" in (tmp_path / "report.tex").read_text()
+    assert (
+        "stl pos minilm max\\_epochs=3 & 1 & 100 & 50 & 50.00 $\\pm$ --"
+        in (tmp_path / "report.tex").read_text()
+    )
 
 
 def test_a_job_rerun_with_resume_is_the_same_configuration(tmp_path: Path) -> None:

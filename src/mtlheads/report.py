@@ -7,6 +7,8 @@ a job re-run with ``resume=true`` is the same configuration), any ``seed`` key, 
 the run name. Columns: ``<split>/<task>/<metric>`` for each float in
 ``metrics.json[split][task]`` and ``<split>/score``, for split in dev, test. Cells are percentages, 2
 decimals, mean ± sample std (ddof=1); with one seed the std is "–" (null in JSON, which keeps fractions).
+Two more columns give wall times in seconds, mean ± std over seeds: ``train s`` (``train_seconds``) and
+``s/epoch`` (one epoch, training + dev evaluation, from each run's ``history``).
 
 Listed as failed or unfinished, never averaged: a job dir (holds ``config.yaml`` or ``.hydra/``) without
 ``metrics.json``, any dir with a FAILURE_FILE (``failure.json``, written by a run that failed), and a
@@ -27,13 +29,13 @@ from pathlib import Path
 
 import yaml
 
+from mtlheads.report_format import to_latex, to_markdown
 from mtlheads.utils.io import atomic_write_json, atomic_write_text
 
 METRICS_FILE, CONFIG_FILE, FAILURE_FILE = "metrics.json", "config.yaml", "failure.json"
 SPLITS = ("dev", "test")
 DROP_TOP = {"seed", "out_dir", "run_name", "ckpt", "hydra", "logger", "resume"}
 SKIP_DIRS = {".hydra", "wandb", "checkpoints"}  # wandb/*/files/config.yaml is not a job's config
-NOTE = "Mean ± sample std (ddof=1) over seeds, in %; – = one seed (no std)"
 _ABSENT = object()
 
 
@@ -202,6 +204,23 @@ def columns(runs: list[Run]) -> list[str]:
     return out
 
 
+def _stat(values: list[float]) -> dict | None:
+    if not values:
+        return None
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None}
+
+
+def wall_times(runs: list[Run]) -> dict:
+    """Seconds, mean ± std over seeds: the whole training (``train_seconds``) and one epoch (train + dev,
+    averaged over each run's ``history``)."""
+    train = [float(t) for r in runs if isinstance(t := r.metrics.get("train_seconds"), int | float)]
+    per_run = [[e["seconds"] for e in r.metrics.get("history") or [] if "seconds" in e] for r in runs]
+    return {
+        "train_seconds": _stat(train),
+        "epoch_seconds": _stat([statistics.fmean(x) for x in per_run if x]),
+    }
+
+
 def build_report(root: Path) -> dict:
     """What ``report.json`` holds: columns, one row per configuration, failed/unfinished runs."""
     runs, problems = collect(root)
@@ -220,55 +239,10 @@ def build_report(root: Path) -> dict:
         dirs = [os.path.relpath(r.dir, root) for r in g["runs"]]
         rows.append(
             dict(label=g["label"], mode=mode, tasks=tasks, encoder=encoder, overrides=g["overrides"])
-            | dict(n_runs=len(seeds), seeds=seeds, runs=dirs, metrics=stats)
+            | dict(n_runs=len(seeds), seeds=seeds, runs=dirs, metrics=stats, time=wall_times(g["runs"]))
         )
-    note = "values are fractions; std = sample std (ddof=1), null with one seed"
+    note = "values are fractions, times seconds; std = sample std (ddof=1), null with one seed"
     return {"root": str(root), "note": note, "columns": cols, "configurations": rows, "failed": problems}
-
-
-def _cell(stat: dict | None, n_runs: int, pm: str = " ± ", dash: str = "–") -> str:
-    if stat is None:
-        return ""
-    std = dash if stat["std"] is None else f"{100 * stat['std']:.2f}"
-    return f"{100 * stat['mean']:.2f}{pm}{std}" + (f" (n={stat['n']})" if stat["n"] < n_runs else "")
-
-
-def to_markdown(report: dict) -> str:
-    """The report as Markdown: the table, then the failed/unfinished runs."""
-    cols = report["columns"]
-    lines = [f"# mtlheads report: {report['root']}", "", NOTE + ".", ""]
-    lines.append("| " + " | ".join(["configuration", "seeds", *cols]) + " |")
-    lines.append("| --- | ---: |" + " ---: |" * len(cols))
-    for r in report["configurations"]:
-        cells = [r["label"].replace("|", "\\|"), str(r["n_runs"])]
-        cells += [_cell(r["metrics"].get(c), r["n_runs"]) for c in cols]
-        lines.append("| " + " | ".join(cells) + " |")
-    if report["failed"]:
-        lines += ["", "## Failed or unfinished runs (not averaged)", ""]
-        lines += [f"- `{p['dir']}`: {p['status']}: {p['reason']}" for p in report["failed"]]
-    return "\n".join(lines) + "\n"
-
-
-def _tex(s: str) -> str:
-    special = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-    return "".join(special.get(c, "\\" + c if c in "&%$#_{}" else c) for c in s)
-
-
-def to_latex(report: dict) -> str:
-    """The report as a LaTeX ``tabular``; failed/unfinished runs as comments below it."""
-    cols = report["columns"]
-    lines = [f"% mtlheads report: {report['root']}", "% " + NOTE.replace("±", "$\\pm$").replace("–", "--")]
-    lines += ["\\begin{tabular}{l r" + " r" * len(cols) + "}", "\\hline"]
-    lines += [" & ".join(_tex(c) for c in ["configuration", "seeds", *cols]) + " \\\\", "\\hline"]
-    for r in report["configurations"]:
-        cells = [_tex(r["label"]), str(r["n_runs"])]
-        cells += [_cell(r["metrics"].get(c), r["n_runs"], " $\\pm$ ", "--") for c in cols]  # digits only
-        lines.append(" & ".join(cells) + " \\\\")
-    lines += ["\\hline", "\\end{tabular}"]
-    if report["failed"]:
-        lines.append("% failed or unfinished runs (not averaged):")
-        lines += [f"% {p['dir']}: {p['status']}: {p['reason']}" for p in report["failed"]]
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
