@@ -91,3 +91,16 @@ def test_prune_mode_removes_closed_heads_and_keeps_the_gated_outputs(tmp_path, t
         a, _ = gated.eval()("pos", batch["inputs"])
         b, _ = pruned("pos", batch["inputs"])
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+    # mode=eval takes the pruned folder as its ckpt and scores the dev file like the gated checkpoint
+    scores = {}
+    for name, ckpt_path in (("gated", tmp_path / "closed.ckpt"), ("pruned", tmp_path / "pruned")):
+        overrides = [
+            f"ckpt={ckpt_path}",
+            f"eval_files.pos={train_cfg.tasks.pos.dev}",
+            f"out_dir={tmp_path / name}",
+        ]
+        evaluate.run(compose_config(["mode=eval", "logger=none", *overrides]))
+        scores[name] = json.loads((tmp_path / name / "metrics.json").read_text())["test"]["pos"]
+    assert scores["pruned"]["sentences"] == scores["gated"]["sentences"] == len(split.sentences)
+    assert scores["pruned"]["acc"] == scores["gated"]["acc"]

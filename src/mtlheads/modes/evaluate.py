@@ -2,7 +2,8 @@
 
 ``mtlheads mode=eval ckpt=<run>/checkpoints/best.ckpt eval_files.pos=<file.conllu>`` writes
 ``metrics.json`` with one entry per evaluated task and file. The tasks, their vocabularies and the
-encoder settings come from the checkpoint; the encoder weights from its state dict.
+encoder settings come from the checkpoint; the encoder weights from its state dict. ``ckpt`` may also be
+a folder written by ``mode=prune`` (a physically pruned model).
 """
 
 from __future__ import annotations
@@ -41,8 +42,18 @@ def load_checkpoint(path: str) -> tuple[MultiTaskModel, object, DictConfig]:
     return model.eval(), tokenizer, train_cfg
 
 
+def load_model(path: str) -> tuple[MultiTaskModel, object, DictConfig]:
+    """A training checkpoint file, or a ``mode=prune`` folder: (model in eval mode, tokenizer, config)."""
+    if path and (Path(path) / "model.pt").is_file():
+        from mtlheads.modes.prune import load_pruned_model  # prune imports this module
+
+        model, tokenizer = load_pruned_model(path)
+        return model, tokenizer, OmegaConf.create(model.run_config)
+    return load_checkpoint(path)
+
+
 def run(cfg: DictConfig) -> float:
-    model, tokenizer, train_cfg = load_checkpoint(cfg.ckpt)
+    model, tokenizer, train_cfg = load_model(cfg.ckpt)
     given = {n: p for n, p in cfg.eval_files.items() if p}
     files = given or {n: train_cfg.tasks[n].test for n in model.tasks}
     unknown = sorted(set(files) - set(model.tasks))
