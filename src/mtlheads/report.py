@@ -205,6 +205,7 @@ def columns(runs: list[Run]) -> list[str]:
 
 
 def _stat(values: list[float]) -> dict | None:
+    """Mean and sample std (None with one value) of ``values``; None when there are none."""
     if not values:
         return None
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None}
@@ -230,8 +231,7 @@ def build_report(root: Path) -> dict:
         for col in cols:
             values = [v for r in g["runs"] if (v := _value(r.metrics, col)) is not None]
             if values:
-                std = statistics.stdev(values) if len(values) > 1 else None
-                stats[col] = {"mean": statistics.fmean(values), "std": std, "n": len(values)}
+                stats[col] = {**_stat(values), "n": len(values)}
         mode, tasks, encoder = g["runs"][0].describe()
         seeds = [r.metrics.get("seed", (r.config or {}).get("seed")) for r in g["runs"]]
         if len(set(map(str, seeds))) < len(seeds):
