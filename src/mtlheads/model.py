@@ -17,9 +17,9 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from mtlheads.encoder.word_encoder import WordEncoder
+from mtlheads.heads.l0 import L0Objective
 from mtlheads.tasks.base import Metric, Task
 from mtlheads.training.balancer import MovingAverageBalancer
-from mtlheads.training.l0 import L0Objective
 
 
 @dataclass

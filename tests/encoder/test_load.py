@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, BertTokenizer, RobertaTokenizer
 
-from mtlheads.encoder.gate import ImportanceGate, OnesGate, head_shape, install_head_gate
 from mtlheads.encoder.load import EncoderNotAvailableError, load_encoder, resolve_encoder_name
 from mtlheads.encoder.word_encoder import tokenize_words
+from mtlheads.heads.gate import ImportanceGate, OnesGate, head_shape, install_head_gate
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
 

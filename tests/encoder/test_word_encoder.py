@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel, BertTokenizer
 
-from mtlheads.encoder.gate import HeadGate, install_head_gate
 from mtlheads.encoder.word_encoder import WordEncoder, _per_word, default_max_length, tokenize_words
+from mtlheads.heads.gate import HeadGate, install_head_gate
 
 VOCAB = [
     "[PAD]",

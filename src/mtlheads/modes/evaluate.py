@@ -15,12 +15,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mtlheads.build import build_encoder, build_tasks, read_split
+from mtlheads.heads.l0 import build_l0
 from mtlheads.model import MultiTaskModel, OptimConfig
 from mtlheads.modes.train import output_dir
+from mtlheads.report.tables import score_table
 from mtlheads.training.data import eval_loader
-from mtlheads.training.l0 import build_l0
 from mtlheads.utils.io import atomic_write_json
-from mtlheads.utils.report import score_table
 
 
 def load_checkpoint(path: str) -> tuple[MultiTaskModel, object, DictConfig]:

@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mtlheads.build import build_tasks, wrap_encoder
-from mtlheads.encoder.prune import kept_heads, load_pruned, prune_heads, save_pruned
+from mtlheads.heads.prune import kept_heads, load_pruned, prune_heads, save_pruned
 from mtlheads.model import MultiTaskModel, OptimConfig
 from mtlheads.modes.evaluate import load_checkpoint
 from mtlheads.modes.train import output_dir

@@ -20,7 +20,10 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from mtlheads.build import build_encoder, build_logger, build_tasks, close_logger, read_split, read_task_data
+from mtlheads.heads.l0 import build_l0
+from mtlheads.heads.monitor import GateMonitor
 from mtlheads.model import MultiTaskModel
+from mtlheads.report.tables import score_table
 from mtlheads.training.checkpointing import (
     AtomicCheckpointIO,
     LastCheckpoint,
@@ -28,10 +31,7 @@ from mtlheads.training.checkpointing import (
     resume_checkpoint,
 )
 from mtlheads.training.data import MultiTaskBatchSampler, eval_loader, train_loader
-from mtlheads.training.gate_monitor import GateMonitor
-from mtlheads.training.l0 import build_l0
 from mtlheads.utils.io import atomic_save, atomic_write_json, atomic_write_text
-from mtlheads.utils.report import score_table
 
 log = logging.getLogger("mtlheads")
 

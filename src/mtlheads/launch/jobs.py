@@ -85,8 +85,8 @@ def _isolated_job() -> Iterator[None]:
     """Lets each job of a multirun start its own DDP processes, as a single run would.
 
     Lightning's DDP launcher starts ranks > 0 by re-running ``sys.argv`` (plus ``hydra.run.dir``, which
-    :func:`mtlheads.rundirs.run_dir` points at the job's dir): from the sweep's command line, every rank
-    would run the whole sweep, so ``sys.argv`` reads as this job's command while it runs. The launcher
+    :func:`mtlheads.launch.rundirs.run_dir` points at the job's dir): from the sweep's command line, every
+    rank would run the whole sweep, so ``sys.argv`` reads as this job's command while it runs. The launcher
     also leaves ``LOCAL_RANK`` & co. in the environment and its process group open, which would make the
     next job's trainer skip starting processes and talk to the previous job's finished ranks; both are
     undone after the job.

@@ -11,8 +11,8 @@ from tiny_encoders import base_config, inputs, run, tiny_model
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from mtlheads.encoder.gate import MaskGate, install_head_gate
-from mtlheads.encoder.prune import (
+from mtlheads.heads.gate import MaskGate, install_head_gate
+from mtlheads.heads.prune import (
     CONFIG_KEY,
     encoder_flops,
     kept_heads,

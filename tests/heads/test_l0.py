@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtlheads.encoder.hard_concrete import HardConcreteGate
-from mtlheads.training.l0 import L0Objective, default_lambda, target_count
+from mtlheads.heads.hard_concrete import HardConcreteGate
+from mtlheads.heads.l0 import L0Objective, default_lambda, target_count
 
 
 def test_paper_lambdas_and_target_parsing():

@@ -1,8 +1,8 @@
 """Where a run or a sweep writes: a fresh timestamped dir, or with ``resume=true`` the newest earlier one.
 
 conf/config.yaml sets ``hydra.run.dir`` and ``hydra.sweep.dir`` through the resolvers below (registered by
-:func:`mtlheads.cli.register_resolvers`), so that re-running a command with ``resume=true`` lands in the
-dir of the run that crashed without the user having to find it:
+:func:`mtlheads.launch.resolvers.register_resolvers`), so that re-running a command with ``resume=true``
+lands in the dir of the run that crashed without the user having to find it:
 
 - a single run resumes the newest ``outputs/<date>/<time>_<run_name>`` dir;
 - a multirun resumes the newest ``multirun/<date>/<time>`` dir whose ``multirun.yaml`` was launched with

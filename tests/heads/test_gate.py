@@ -8,7 +8,7 @@ from tiny_encoders import V, base_config, inputs, run, tiny_model
 from torch import nn
 from transformers import AutoConfig, AutoModel, BertConfig
 
-from mtlheads.encoder.gate import (
+from mtlheads.heads.gate import (
     HeadGate,
     ImportanceGate,
     MaskGate,

@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from mtlheads.encoder.gate import MaskGate, install_head_gate
-from mtlheads.encoder.hard_concrete import HardConcreteGate, hard_concrete_cdf
+from mtlheads.heads.gate import MaskGate, install_head_gate
+from mtlheads.heads.hard_concrete import HardConcreteGate, hard_concrete_cdf
 
 CLOSED_BELOW = math.log(0.1 / 1.1)  # log(-l/r) = -2.3979
 

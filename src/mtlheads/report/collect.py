@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from mtlheads.report_format import to_latex, to_markdown
+from mtlheads.report.tables import to_latex, to_markdown
 from mtlheads.utils.io import atomic_write_json, atomic_write_text
 
 METRICS_FILE, CONFIG_FILE, FAILURE_FILE = "metrics.json", "config.yaml", "failure.json"

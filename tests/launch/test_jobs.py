@@ -12,10 +12,10 @@ import yaml
 from conftest import compose_config, run_cli
 from omegaconf import OmegaConf
 
-from mtlheads import jobs
-from mtlheads.rundirs import run_dir, sweep_dir
+from mtlheads.launch import jobs
+from mtlheads.launch.rundirs import run_dir, sweep_dir
 
-EXCERPT = Path(__file__).resolve().parents[1] / "src" / "mtlheads" / "resources" / "ewt"
+EXCERPT = Path(__file__).resolve().parents[2] / "src" / "mtlheads" / "resources" / "ewt"
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -76,7 +76,7 @@ def test_sweep_dir_resumes_the_newest_sweep_with_the_same_overrides(tmp_path):
 def _hydra_cfg(overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from mtlheads.cli import CONF_DIR, register_resolvers
+    from mtlheads.launch.resolvers import CONF_DIR, register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -102,7 +102,7 @@ def test_slurm_launcher_config_composes_with_ddp_resources():
 def test_wandb_group_is_the_experiment_else_the_sweep_else_mode_and_tasks():
     from hydra.core.hydra_config import HydraConfig
 
-    from mtlheads.build import wandb_group
+    from mtlheads.launch.resolvers import wandb_group
 
     saved = HydraConfig.instance().cfg
     try:
@@ -194,7 +194,10 @@ def test_multirun_goes_on_after_a_failed_job_and_resume_retries_only_it(tmp_path
         assert f"got exitcode: {code}" in (run / "logs" / "debug.log").read_text()
 
     report = subprocess.run(
-        [sys.executable, "-m", "mtlheads.report", str(sweep)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "mtlheads.report.collect", str(sweep)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert report.returncode == 0, report.stderr
     assert f"`{bad.name}`: failed: FileNotFoundError" in report.stdout

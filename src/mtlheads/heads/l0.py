@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from mtlheads.encoder.gate import head_shape, install_head_gate
-from mtlheads.encoder.hard_concrete import HardConcreteGate
+from mtlheads.heads.gate import head_shape, install_head_gate
+from mtlheads.heads.hard_concrete import HardConcreteGate
 
 # λ per task from the paper's gate scripts (BERT-base); several tasks sharing one gate set: 0.001.
 TASK_LAMBDA = {"pos": 0.01, "dep": 0.01, "con": 0.01, "srl": 0.001, "ner": 0.0002}

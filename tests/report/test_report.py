@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtlheads.report import FAILURE_FILE, main
+from mtlheads.report.collect import FAILURE_FILE, main
 
 
 def config(seed: int, temperature: float, job: str) -> dict:

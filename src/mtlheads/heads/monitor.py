@@ -12,7 +12,7 @@ import numpy as np
 import pytorch_lightning as pl
 from torch import Tensor
 
-from mtlheads.training.l0 import L0Objective
+from mtlheads.heads.l0 import L0Objective
 from mtlheads.utils.io import atomic_save
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtlheads.figures import gate_corr, gate_overlap, gate_tasks, main, overlap_colors, run_consistency
+from mtlheads.report.figures import gate_corr, gate_overlap, gate_tasks, main, overlap_colors, run_consistency
 
 
 def _run(tmp_path, name, gates, tasks):

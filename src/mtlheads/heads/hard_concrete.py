@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from mtlheads.encoder.gate import HeadGate
+from mtlheads.heads.gate import HeadGate
 
 BETA, LOW, HIGH, EPS = 0.33, -0.1, 1.1, 1e-6
 CLAIMED = 1e-3  # a head is "claimed" (open) when its eval gate exceeds this (He & Choi 2021)

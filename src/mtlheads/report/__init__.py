@@ -1,0 +1,1 @@
+"""Reporting: collect run outputs, tables (Markdown, LaTeX, plain text) and figures."""
