@@ -1,4 +1,4 @@
-"""DEP task: ROOT targets, decoder masking, loss, decoding (argmax and Eisner repair), metric, overfit."""
+"""DEP task: ROOT targets, decoder masking, loss, decoding (argmax, MST/Eisner repair), metric, overfit."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ import numpy as np
 import pytest
 import torch
 from decoder_fit import overfit
+from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 
 from mtlheads.data.sentence import Sentence
+from mtlheads.launch.resolvers import CONF_DIR, register_resolvers
 from mtlheads.tasks.biaffine import MLP, SharedDropout
 from mtlheads.tasks.dep import DepMetric, DepTask
-from mtlheads.tasks.eisner import eisner, is_projective_tree
+from mtlheads.tasks.eisner import eisner, is_projective_tree, tree_score
+from mtlheads.tasks.mst import is_tree, mst
 
 TRAIN = [
     Sentence(
@@ -136,20 +141,71 @@ def test_decode_lengths_with_padding_and_labels_at_predicted_head() -> None:
 
 
 def test_final_decode_repairs_only_ill_formed_sentences() -> None:
-    task = _task()
     good, crossing, two_roots = [2, 0, 2, 2], [3, 4, 0, 3], [0, 0, 2]
-    out = _scores_for([good, crossing, two_roots], 4, len(task.rels))
+    out = _scores_for([good, crossing, two_roots], 4, len(TRAIN))
     out["arc"] += 0.01 * torch.randn(out["arc"].shape, generator=torch.Generator().manual_seed(0))
     mask = _mask([4, 4, 3])
     out["arc"] = out["arc"].masked_fill(~mask[:, None, :], float("-inf"))
-    argmax = task.decode(out, mask, final=False)
+    eisner_task, mst_task = _task(decoder="eisner"), _task()
+    assert mst_task.decoder == "mst"  # the default
+    argmax = mst_task.decode(out, mask, final=False)
     assert [p[0] for p in argmax] == [good, crossing, two_roots]
-    final = task.decode(out, mask, final=True)
+    # Eisner repairs the non-projective sentence too; MST keeps it, a well-formed tree
+    final = eisner_task.decode(out, mask, final=True)
     assert final[0][0] == good
     for b, n in ((1, 4), (2, 3)):
         expected = eisner(out["arc"][b, : n + 1, : n + 1].T.numpy().astype(np.float64))[1:].tolist()
         assert final[b][0] == expected and is_projective_tree(expected)
+    final = mst_task.decode(out, mask, final=True)
+    assert [final[0][0], final[1][0]] == [good, crossing]
+    expected = mst(out["arc"][2, :4, :4].T.numpy().astype(np.float64))[1:].tolist()
+    assert final[2][0] == expected and is_tree(expected) and expected != two_roots
     assert DepTask(single_root=False).single_root is False
+
+
+def test_mst_decoding_recovers_a_non_projective_tree_eisner_cannot() -> None:
+    # "A hearing is scheduled on the issue today": "on the issue" modifies "hearing" across the verb, and
+    # the argmax also attaches "is" to ROOT (two ROOT children), so final decoding must repair it.
+    gold = [2, 4, 4, 0, 7, 7, 2, 4]
+    assert is_tree(gold) and not is_projective_tree(gold)
+    n = len(gold)
+    s_arc = torch.full((2, n + 1, n + 1), -5.0)  # (B, dependent, head)
+    for d, h in enumerate(gold, start=1):
+        s_arc[0, d, h] = 5.0
+    s_arc[0, 3, 0] = 6.0
+    for d, h in enumerate([2, 0, 2], start=1):  # a padded 3-word sentence in the same batch
+        s_arc[1, d, h] = 5.0
+    s_arc[1, :, 4:] = float("-inf")
+    out = {"arc": s_arc, "rel": torch.zeros(2, n + 1, n + 1, len(TRAIN))}
+    mask = _mask([n, 3])
+    mst_task, eisner_task = _task(decoder="mst"), _task(decoder="eisner")
+    assert mst_task.decode(out, mask, final=False)[0][0] != gold  # the argmax is not a tree
+    mst_heads = mst_task.decode(out, mask, final=True)[0][0]
+    eisner_heads = eisner_task.decode(out, mask, final=True)[0][0]
+    assert mst_heads == gold
+    assert eisner_heads != gold and is_projective_tree(eisner_heads)
+    scores = s_arc[0].T.double().numpy()  # (head, dependent)
+    assert tree_score(scores, eisner_heads) < tree_score(scores, gold)
+    # the public helper decodes one sentence with either decoder, whatever the task's own choice
+    assert mst_task.tree_heads(s_arc[0], decoder="eisner").tolist() == eisner_heads
+    assert eisner_task.tree_heads(s_arc[0], decoder="mst").tolist() == gold
+    assert eisner_task.tree_heads(s_arc[0]).tolist() == eisner_heads
+    for task in (mst_task, eisner_task):  # the short sentence's well-formed argmax is kept
+        assert task.decode(out, mask, final=True)[1][0] == [2, 0, 2]
+
+
+def test_bad_decoder_names_the_config_key() -> None:
+    with pytest.raises(ValueError, match=r"tasks\.dep\.task\.decoder must be 'mst' or 'eisner', got 'cle'"):
+        DepTask(decoder="cle")
+    with pytest.raises(ValueError, match=r"tasks\.dep\.task\.decoder"):
+        _task().tree_heads(torch.zeros(3, 3), decoder="Eisner")
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        default = compose("config", overrides=["taskset=dep"])
+        bad = compose("config", overrides=["taskset=dep", "tasks.dep.task.decoder=edmonds"])
+    assert instantiate(default.tasks.dep.task).decoder == "mst"
+    with pytest.raises(InstantiationException, match=r"tasks\.dep\.task\.decoder .* got 'edmonds'"):
+        instantiate(bad.tasks.dep.task)  # what a run with that override meets: Hydra wraps the ValueError
 
 
 def test_metric_excludes_punctuation_tokens() -> None:

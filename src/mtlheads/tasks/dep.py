@@ -7,11 +7,19 @@ the dependent side only, the relation biaffine on both sides. Padding heads are 
 
 Loss: CE over heads + CE over relations at the **gold** head, each averaged over non-ROOT, non-pad tokens
 (punctuation included). Decoding: per-token argmax head (self-loops are not masked, as in ELIT's
-``decode_dep``); with ``final=True`` a sentence whose argmax heads are not a well-formed projective tree
-is re-decoded with Eisner. "Well-formed" follows the reference (HanLP/supar ``istree(proj=True)`` with the
-default ``multiroot=False``): exactly one word attaches to ROOT, no cycles, projective; Eisner enforces the
-same single-root constraint (``single_root=False`` relaxes both). Label = argmax relation at the predicted
-head. Metric: UAS/LAS over tokens that are not punctuation (``is_punct``).
+``decode_dep``); with ``final=True`` a sentence whose argmax heads are not a well-formed tree is re-decoded
+with the tree decoder chosen by ``decoder`` (config key ``tasks.dep.task.decoder``):
+
+- ``"mst"`` (default): Chu-Liu-Edmonds maximum spanning tree (:mod:`mtlheads.tasks.mst`). UD trees can be
+  non-projective (EWT: 288 train, 26 test sentences), so crossing arcs are kept: "well-formed" means
+  exactly one word attaches to ROOT and there are no cycles.
+- ``"eisner"``: the reference's projective decoder (:mod:`mtlheads.tasks.eisner`). "Well-formed" follows
+  HanLP/supar ``istree(proj=True)`` with the default ``multiroot=False``: one ROOT child, no cycles,
+  projective.
+
+Both decoders enforce the same single-root constraint as the check (``single_root=False`` relaxes both).
+Label = argmax relation at the predicted head. Metric: UAS/LAS over tokens that are not punctuation
+(``is_punct``).
 
 Unknown relations map to the reserved index ``|R|``: never predicted, skipped by the relation loss, and
 counted as LAS errors by the metric.
@@ -26,9 +34,11 @@ from torch import nn
 from mtlheads.data.sentence import Sentence
 from mtlheads.tasks.biaffine import MLP, Biaffine
 from mtlheads.tasks.eisner import eisner_torch, is_projective_tree
+from mtlheads.tasks.mst import is_tree, mst_torch
 from mtlheads.tasks.vocab import LabelVocab
 
 IGNORE = -100
+_DECODERS = ("mst", "eisner")
 
 
 class DepDecoder(nn.Module):
@@ -113,7 +123,11 @@ class DepTask(LabelVocab):
         n_mlp_arc: Arc MLP size.
         n_mlp_rel: Relation MLP size.
         dropout: MLP SharedDropout probability.
-        single_root: Tree check and Eisner require exactly one ROOT child (the reference's behaviour).
+        single_root: The tree check and the decoder require exactly one ROOT child (as the reference).
+        decoder: Test-time tree decoder, ``"mst"`` (non-projective) or ``"eisner"`` (projective).
+
+    Raises:
+        ValueError: ``decoder`` is neither ``"mst"`` nor ``"eisner"``.
     """
 
     cls_is_root = True
@@ -128,9 +142,16 @@ class DepTask(LabelVocab):
         n_mlp_rel: int = 100,
         dropout: float = 0.33,
         single_root: bool = True,
+        decoder: str = "mst",
     ):
         self.name, self.n_mlp_arc, self.n_mlp_rel, self.dropout = name, n_mlp_arc, n_mlp_rel, dropout
         self.single_root = single_root
+        self.decoder = self._check_decoder(decoder)
+
+    def _check_decoder(self, decoder: str) -> str:
+        if decoder not in _DECODERS:
+            raise ValueError(f"tasks.{self.name}.task.decoder must be 'mst' or 'eisner', got {decoder!r}")
+        return decoder
 
     @property
     def rels(self) -> list[str]:
@@ -198,15 +219,37 @@ class DepTask(LabelVocab):
         rel_loss = F.cross_entropy(s_rel[b_idx, d_idx, gold_heads], gold_rels, ignore_index=IGNORE)
         return arc_loss + rel_loss
 
+    def tree_heads(self, s_arc: torch.Tensor, *, decoder: str | None = None) -> torch.Tensor:
+        """One sentence's test-time heads: the argmax if it is a well-formed tree, else the decoder's tree.
+
+        A well-formed argmax is already the best head assignment, so keeping it gives the decoder's answer
+        (up to ties) without running it.
+
+        Args:
+            s_arc: (n+1, n+1) scores with ``s_arc[d, h]`` for dependent ``d`` and head ``h`` (0 = ROOT).
+            decoder: ``"mst"`` or ``"eisner"``; None = this task's ``decoder``.
+
+        Returns:
+            (n,) long heads of words 1..n (1-based, 0 = ROOT) on ``s_arc``'s device.
+        """
+        decoder = self.decoder if decoder is None else self._check_decoder(decoder)
+        heads = s_arc[1:].argmax(-1)
+        well_formed = is_tree if decoder == "mst" else is_projective_tree
+        if well_formed(heads.tolist(), single_root=self.single_root):
+            return heads
+        tree = mst_torch if decoder == "mst" else eisner_torch
+        return tree(s_arc, single_root=self.single_root)[1:]
+
     def decode(
         self, out: dict[str, torch.Tensor], mask: torch.Tensor, *, final: bool = False
     ) -> list[tuple[list[int], list[str]]]:
-        """Argmax heads (Eisner fallback when ``final``) and the argmax relation at each predicted head.
+        """Argmax heads (tree decoder fallback when ``final``) and the argmax relation at each predicted head.
 
         Args:
             out: ``{"arc": (B, N, N), "rel": (B, N, N, |R|)}``.
             mask: (B, N) bool, True on ROOT and words (a prefix of each row).
-            final: Repair sentences whose argmax is not a well-formed projective tree with Eisner.
+            final: Repair sentences whose argmax is not a well-formed tree with ``self.decoder``
+                (see ``tree_heads``).
 
         Returns:
             Per sentence ``(heads, rels)``: n heads (1-based, 0 = ROOT) and n relation strings.
@@ -215,11 +258,10 @@ class DepTask(LabelVocab):
         lengths = (mask.sum(1) - 1).tolist()  # words per sentence
         heads = s_arc.argmax(-1)  # (B, N)
         if final:
-            argmax = heads.tolist()
+            arcs, trees = s_arc.cpu(), heads.cpu()  # the tree decoders run on the CPU: one transfer each way
             for b, n in enumerate(lengths):
-                if not is_projective_tree(argmax[b][1 : n + 1], single_root=self.single_root):
-                    tree = eisner_torch(s_arc[b, : n + 1, : n + 1], single_root=self.single_root)
-                    heads[b, 1 : n + 1] = tree[1:]
+                trees[b, 1 : n + 1] = self.tree_heads(arcs[b, : n + 1, : n + 1])
+            heads = trees.to(heads.device)
         heads[:, 0] = 0
         index = heads[:, :, None, None].expand(-1, -1, 1, s_rel.shape[-1])
         rel_pred = s_rel.gather(2, index).squeeze(2).argmax(-1)  # (B, N)
