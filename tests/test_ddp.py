@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import cli_env, compose_config, start_cli
 
-from mtlheads.modes.train import train_batch_sampler
+from mtlheads.fit import train_batch_sampler
 from mtlheads.training.data import TaskSplit
 
 

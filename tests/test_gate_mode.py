@@ -50,6 +50,7 @@ def test_gate_mode_trains_saves_and_reloads_the_gates(tmp_path, tiny_bert_dir):
 
 def test_prune_mode_removes_closed_heads_and_keeps_the_gated_outputs(tmp_path, tiny_bert_dir):
     from mtlheads.build import read_split
+    from mtlheads.checkpoint import load_model, load_pruned_model
     from mtlheads.modes import prune
     from mtlheads.training.data import eval_loader
 
@@ -60,17 +61,17 @@ def test_prune_mode_removes_closed_heads_and_keeps_the_gated_outputs(tmp_path, t
     )
     train.run(cfg)
     ckpt = json.loads((run_dir / "metrics.json").read_text())["checkpoint"]
-    gated, tokenizer, train_cfg = evaluate.load_checkpoint(ckpt)
+    gated, tokenizer, train_cfg = load_model(ckpt)
     with torch.no_grad():  # close some heads for sure (and one whole layer): the pruning must remove them
-        gated.l0.gate.log_alpha[0] = -5.0
-        gated.l0.gate.log_alpha[1, :2] = -5.0
+        gated.heads.log_alpha[0] = -5.0
+        gated.heads.log_alpha[1, :2] = -5.0
     torch.save(
         {**torch.load(ckpt, weights_only=False), "state_dict": gated.state_dict()}, tmp_path / "closed.ckpt"
     )
 
     pcfg = compose_config(["mode=prune", f"ckpt={tmp_path / 'closed.ckpt'}", f"out={tmp_path / 'pruned'}"])
     assert prune.run(pcfg) == 2.0  # 8 heads, 6 closed
-    pruned, _ = prune.load_pruned_model(tmp_path / "pruned")
+    pruned, _, _ = load_pruned_model(tmp_path / "pruned")
     assert sum(p.numel() for p in pruned.encoder.parameters()) < sum(
         p.numel() for p in gated.encoder.parameters()
     )

@@ -66,7 +66,9 @@ def test_linear_warmup_for_ten_percent_then_linear_decay_to_zero(model):
 
 
 def test_checkpoint_carries_vocab_config_and_balancer(model):
-    model.run_config = {"seed": 3}
+    from mtlheads.checkpoint import stamp
+
+    stamp(model, {"seed": 3})
     model.balancer("pos", torch.tensor(2.0))
     ckpt: dict = {}
     model.on_save_checkpoint(ckpt)

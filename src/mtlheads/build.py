@@ -1,4 +1,4 @@
-"""Small builders shared by every mode: config -> encoder, tasks, data splits, trainer, logger.
+"""Small builders shared by every mode: config -> encoder, tasks, head gate, model, data splits, logger.
 
 Each mode composes these; none of them knows which mode called it.
 """
@@ -15,6 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mtlheads.encoder.load import load_encoder
 from mtlheads.encoder.word_encoder import WordEncoder
+from mtlheads.heads.gate import HeadGate, head_shape
+from mtlheads.model import MultiTaskModel, OptimConfig
 from mtlheads.tasks.base import Task
 from mtlheads.training.data import TaskSplit, subword_lengths
 
@@ -52,6 +54,26 @@ def build_tasks(cfg: DictConfig, *, single_task: bool = False) -> dict[str, Task
             "use taskset=<one task> or mode=mtl"
         )
     return {name: instantiate(tc.task) for name, tc in cfg.tasks.items()}
+
+
+def build_head_gate(cfg: DictConfig | None, encoder: WordEncoder, tasks: list[str]) -> HeadGate | None:
+    """``cfg.heads`` -> the gate for the model's slot, sized to ``encoder`` (None for ``heads=none``)."""
+    if not cfg or not cfg.get("_target_"):
+        return None
+    layers, heads = head_shape(encoder.model)
+    kwargs = {k: v for k, v in cfg.items() if k != "name"}  # name: the option's label, not an argument
+    return instantiate(kwargs, num_layers=layers, num_heads=heads, tasks=list(tasks))
+
+
+def build_model(cfg: DictConfig, tasks: Mapping[str, Task], encoder: WordEncoder) -> MultiTaskModel:
+    """The model ``cfg`` describes: ``encoder``, one decoder per task, the balancer and the head gate."""
+    return MultiTaskModel(
+        encoder=encoder,
+        tasks=tasks,
+        optim=instantiate(cfg.optim) if cfg.get("optim") else OptimConfig(),
+        balancer=instantiate(cfg.balancer) if cfg.get("balancer") else None,
+        heads=build_head_gate(cfg.get("heads"), encoder, list(tasks)),
+    )
 
 
 def read_split(task: Task, path: str, tokenizer) -> TaskSplit:

@@ -1,8 +1,11 @@
-"""The LightningModule: one shared (gated) word encoder, one decoder per task.
+"""The LightningModule: one shared word encoder with one head-gate slot, one decoder per task.
 
 Training steps see single-task mini-batches (see ``training/data.py``); evaluation runs one
 dataloader per task and reports each task's metrics plus their unweighted mean, ``score``,
-which selects the best checkpoint (He & Choi 2021, §4.1).
+which selects the best checkpoint (He & Choi 2021, §4.1). The gate slot (``heads``) holds at most one
+:class:`~mtlheads.heads.gate.HeadGate`, hooked into the encoder: a fixed mask, hard-concrete L0 gates,
+an importance gate, per-task masks. The slot asks the gate for its loss term and optimizer groups, so
+the model knows no gate kind by name.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -17,9 +21,11 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from mtlheads.encoder.word_encoder import WordEncoder
-from mtlheads.heads.l0 import L0Objective
+from mtlheads.heads.gate import GateHandle, HeadGate, install_head_gate
 from mtlheads.tasks.base import Metric, Task
 from mtlheads.training.balancer import MovingAverageBalancer
+
+BALANCER_KEY = "mtlheads_balancer"  # the loss balancer's running state, saved and restored by the model
 
 
 @dataclass
@@ -31,8 +37,8 @@ class OptimConfig:
     weight_decay: float = 0.0
     eps: float = 1e-8
     warmup: float = 0.1
-    gate_lr: float = 1e-3  # hard-concrete gates (mode=gate): own group, no decay, constant lr
-    multiplier_lr: float = 1e-2  # Lagrange multipliers of gate.target_heads
+    gate_lr: float = 1e-3  # hard-concrete gates (heads=hard_concrete): own group, no decay, constant lr
+    multiplier_lr: float = 1e-2  # Lagrange multipliers of heads.target_heads
 
 
 class MultiTaskModel(pl.LightningModule):
@@ -43,8 +49,8 @@ class MultiTaskModel(pl.LightningModule):
         tasks: task objects with their vocabularies already fitted.
         optim: optimizer settings.
         balancer: optional loss balancer called as ``balancer(task, loss)``.
-        l0: mode=gate's objective (it owns the hard-concrete gates installed in the encoder); its value
-            is added to every mini-batch's task loss, before the balancer (as in He & Choi's code).
+        heads: the gate for the slot (None: no gate). Its ``regularizer()`` is added to every mini-batch's
+            task loss, before the balancer (as in He & Choi's code).
     """
 
     def __init__(
@@ -54,11 +60,13 @@ class MultiTaskModel(pl.LightningModule):
         tasks: Mapping[str, Task],
         optim: OptimConfig,
         balancer: MovingAverageBalancer | None = None,
-        l0: L0Objective | None = None,
+        heads: HeadGate | None = None,
     ):
         super().__init__()
-        self.l0 = l0
         self.encoder = encoder
+        self.heads: HeadGate | None = None
+        self._gate_handle: GateHandle | None = None
+        self.set_heads(heads)
         self.tasks = dict(tasks)
         self.decoders = nn.ModuleDict({n: t.build_decoder(encoder.hidden_size) for n, t in tasks.items()})
         self.optim, self.balancer = optim, balancer
@@ -66,12 +74,24 @@ class MultiTaskModel(pl.LightningModule):
         self.eval_names: list[str] = []  # task of each eval dataloader, in order
         self.results: dict[str, dict[str, float]] = {}
         self.history: list[dict] = []  # dev results of every training epoch
-        self.run_config: dict = {}  # resolved run config, saved in checkpoints for mode=eval
+        # What every checkpoint carries besides the weights (run config, vocabularies): mtlheads.checkpoint
+        # fills it and reads it back; the model only passes it through.
+        self.checkpoint_extras: dict[str, Any] = {}
         self._metrics: dict[str, Metric] = {}
         self._epoch_started = time.perf_counter()
 
+    def set_heads(self, gate: HeadGate | None) -> None:
+        """Puts ``gate`` in the gate slot (hooked into the encoder), replacing what was there (None: empty)."""
+        if self._gate_handle is not None:
+            self._gate_handle.remove()
+        self.heads, self._gate_handle = gate, None
+        if gate is not None:
+            self._gate_handle = install_head_gate(self.encoder.model, gate)
+
     def forward(self, task: str, inputs: dict[str, torch.Tensor]):
         """Runs the encoder and ``task``'s decoder; returns (decoder output, word mask (B, N))."""
+        if self.heads is not None:
+            self.heads.select_task(task)
         t = self.tasks[task]
         hidden, mask = self.encoder(
             inputs, cls_is_root=t.cls_is_root, sep_is_eos=getattr(t, "sep_is_eos", False)
@@ -89,8 +109,8 @@ class MultiTaskModel(pl.LightningModule):
                 f"at step {self.global_step}, batch {batch_idx}"
             )
         self.log(f"train/loss_{name}", loss.detach(), batch_size=len(batch["sentences"]))
-        if self.l0 is not None:
-            reg = self.l0()
+        reg = self.heads.regularizer() if self.heads is not None else None
+        if reg is not None:
             self.log("train/loss_reg", reg.detach(), batch_size=len(batch["sentences"]))
             loss = loss + reg
         return self.balancer(name, loss) if self.balancer is not None else loss
@@ -147,8 +167,8 @@ class MultiTaskModel(pl.LightningModule):
     def configure_optimizers(self):
         groups = _param_groups(self.encoder, self.optim.encoder_lr, self.optim.weight_decay)
         groups += _param_groups(self.decoders, self.optim.decoder_lr, self.optim.weight_decay)
-        if self.l0 is not None:  # AdamW without decay is Adam: the paper's separate gate optimizer
-            groups += self.l0.param_groups(gate_lr=self.optim.gate_lr, multiplier_lr=self.optim.multiplier_lr)
+        if self.heads is not None:
+            groups += self.heads.param_groups(self.optim)
         groups = [g for g in groups if g["params"]]
         optimizer = torch.optim.AdamW(groups, eps=self.optim.eps)
         total = int(self.trainer.estimated_stepping_batches)
@@ -165,14 +185,13 @@ class MultiTaskModel(pl.LightningModule):
 
     # ---- checkpoints carry what is needed to rebuild the tasks ---------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["mtlheads_config"] = self.run_config
-        checkpoint["mtlheads_vocab"] = {n: t.vocab_state() for n, t in self.tasks.items()}
+        checkpoint.update(self.checkpoint_extras)
         if self.balancer is not None:
-            checkpoint["mtlheads_balancer"] = self.balancer.state_dict()
+            checkpoint[BALANCER_KEY] = self.balancer.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if self.balancer is not None and "mtlheads_balancer" in checkpoint:
-            self.balancer.load_state_dict(checkpoint["mtlheads_balancer"])
+        if self.balancer is not None and BALANCER_KEY in checkpoint:
+            self.balancer.load_state_dict(checkpoint[BALANCER_KEY])
 
 
 def _param_groups(module: nn.Module, lr: float, weight_decay: float) -> list[dict]:

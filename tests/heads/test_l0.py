@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtlheads.heads.hard_concrete import HardConcreteGate
-from mtlheads.heads.l0 import L0Objective, default_lambda, target_count
+from mtlheads.heads.l0 import L0Gate, default_lambda, target_count
+from mtlheads.model import OptimConfig
 
 
 def test_paper_lambdas_and_target_parsing():
@@ -24,24 +24,24 @@ def test_paper_lambdas_and_target_parsing():
 
 
 def test_fixed_penalty_is_lambda_times_mean_layer_expected_open_heads():
-    gate = HardConcreteGate(num_layers=3, num_heads=4, generator=torch.Generator().manual_seed(0))
-    l0 = L0Objective(gate=gate, lam=0.01)
+    gate = L0Gate(num_layers=3, num_heads=4, lam=0.01, generator=torch.Generator().manual_seed(0))
     expected = 0.01 * gate.prob_open().sum(1).mean()
-    torch.testing.assert_close(l0(), expected)
+    torch.testing.assert_close(gate.regularizer(), expected)
 
 
 def test_target_heads_lagrangian_drives_expected_open_heads_to_the_target():
     """Only the objective, plain Adam as in training: the multipliers rise until the constraint holds."""
     torch.manual_seed(0)
-    gate = HardConcreteGate(num_layers=6, num_heads=12, generator=torch.Generator().manual_seed(0))
-    l0 = L0Objective(gate=gate, lam=0.0, target_heads=0.25)
-    assert l0.target == pytest.approx(18.0)
-    opt = torch.optim.AdamW(l0.param_groups(gate_lr=0.05, multiplier_lr=0.05))
+    gate = L0Gate(
+        num_layers=6, num_heads=12, lam=0.0, target_heads=0.25, generator=torch.Generator().manual_seed(0)
+    )
+    assert gate.target == pytest.approx(18.0)
+    opt = torch.optim.AdamW(gate.param_groups(OptimConfig(gate_lr=0.05, multiplier_lr=0.05)))
     start = float(gate.expected_open().detach())
     for _ in range(600):
         opt.zero_grad()
-        l0().backward()
+        gate.regularizer().backward()
         opt.step()
     end = float(gate.expected_open().detach())
     assert start > 40 and abs(end - 18.0) < 3.0, (start, end)
-    assert float(l0.multipliers.detach()[0]) > 0  # ascent: λ₁ grew while too many heads were open
+    assert float(gate.multipliers.detach()[0]) > 0  # ascent: λ₁ grew while too many heads were open

@@ -18,6 +18,7 @@ whoever owns the gate (the LightningModule) moves it between devices and saves i
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -52,12 +53,17 @@ def head_shape(model_or_config) -> tuple[int, int]:
 class HeadGate(nn.Module):
     """Base class: ``forward() -> Tensor (L, H)`` gives the current head multipliers.
 
-    Subclasses set ``is_identity = True`` when the gate is a no-op (the hooks then do nothing) and may
-    override ``observe`` to see each layer's context (called only when ``keep_context`` is True).
+    The model holds one gate in its gate slot (``MultiTaskModel.heads``) and asks it, besides the
+    multipliers, for a loss term (``regularizer``), optimizer groups (``param_groups``), the task of the
+    next batch (``select_task``) and what to report (``eval_values``, ``summary``). Subclasses set
+    ``is_identity = True`` when the gate is a no-op (the hooks then do nothing), ``learnable = True`` when
+    it is trained with the model (its values are then monitored and saved), and may override ``observe``
+    to see each layer's context (called only when ``keep_context`` is True).
     """
 
     is_identity: bool = False
     keep_context: bool = False
+    learnable: bool = False
 
     def __init__(self, *, num_layers: int, num_heads: int):
         super().__init__()
@@ -65,6 +71,32 @@ class HeadGate(nn.Module):
 
     def observe(self, layer: int, context: Tensor, gated: Tensor) -> None:
         """See layer ``layer``'s context ``(..., H, d_h)`` and its gated version (same shape)."""
+
+    def regularizer(self) -> Tensor | None:
+        """A term added to every training mini-batch's loss (None: nothing)."""
+        return None
+
+    def param_groups(self, optim) -> list[dict]:
+        """Optimizer groups for the gate's own trainable tensors (``optim``: the run's ``OptimConfig``)."""
+        return []
+
+    def select_task(self, task: str) -> None:
+        """Called before each batch of ``task`` (per-task gates switch masks here)."""
+
+    def eval_values(self) -> Tensor:
+        """(L, H) multipliers in eval mode, detached: what reports and ``gates.pt`` show."""
+        return self().detach()
+
+    def summary(self, threshold: float = 1e-3) -> dict:
+        """Open heads (eval value above ``threshold``): count, per layer, and the (layer, head) pairs."""
+        values = self.eval_values()
+        open_ = values > threshold
+        return {
+            "open_heads": int(open_.sum()),
+            "total_heads": open_.numel(),
+            "open_per_layer": open_.sum(dim=1).tolist(),
+            "claimed": [[int(layer), int(head)] for layer, head in open_.nonzero().tolist()],
+        }
 
     def extra_repr(self) -> str:
         return f"num_layers={self.num_layers}, num_heads={self.num_heads}"
@@ -243,3 +275,10 @@ def install_head_gate(model: nn.Module, gate: HeadGate) -> GateHandle:
         hook = make_hook(None if shared else i, proj.in_features)
         handle.hooks.append(proj.register_forward_pre_hook(hook))
     return handle
+
+
+def importance_gate(
+    *, num_layers: int, num_heads: int, tasks: Sequence[str], keep_context: bool = False
+) -> ImportanceGate:
+    """``conf/heads/importance.yaml`` -> an :class:`ImportanceGate` (``tasks`` unused)."""
+    return ImportanceGate(num_layers=num_layers, num_heads=num_heads, keep_context=keep_context)

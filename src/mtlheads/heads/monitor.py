@@ -1,5 +1,6 @@
-"""Watching the gates during ``mode=gate``: after every dev evaluation, the L x H eval-gate matrix is
-saved (``gates/<step>.pt``), logged as an image (W&B, TensorBoard) and the open-head count as a scalar.
+"""Watching a learnable gate (``heads=hard_concrete``) in training: after every dev evaluation, the L x H
+eval-gate matrix is saved (``gates/<step>.pt``), logged as an image (W&B, TensorBoard) and the open-head
+count as a scalar.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 import pytorch_lightning as pl
 from torch import Tensor
 
-from mtlheads.heads.l0 import L0Objective
+from mtlheads.heads.gate import HeadGate
 from mtlheads.utils.io import atomic_save
 
 
@@ -41,15 +42,17 @@ def gate_image(gates: Tensor) -> np.ndarray:
 class GateMonitor(pl.Callback):
     """Saves and logs the eval gates after each dev evaluation of training (rank 0 only)."""
 
-    def __init__(self, l0: L0Objective, folder: str | os.PathLike):
-        self.l0, self.folder = l0, Path(folder)
+    def __init__(self, gate: HeadGate, folder: str | os.PathLike):
+        self.gate, self.folder = gate, Path(folder)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        gates = self.l0.gate.deterministic().detach().cpu()
-        pl_module.log("gate/open_heads", float(self.l0.gate.claimed().sum()))
-        pl_module.log("gate/expected_open", float(self.l0.gate.expected_open().detach()))
+        gates = self.gate.eval_values().cpu()
+        summary = self.gate.summary()
+        pl_module.log("gate/open_heads", float(summary["open_heads"]))
+        if "expected_open" in summary:
+            pl_module.log("gate/expected_open", summary["expected_open"])
         if not trainer.is_global_zero:
             return
         step = trainer.global_step

@@ -1,55 +1,22 @@
-"""mode=eval: evaluate a saved checkpoint on any file in each task's format.
+"""mode=eval: evaluate a saved model on any file in each task's format.
 
-``mtlheads mode=eval ckpt=<run>/checkpoints/best.ckpt eval_files.pos=<file.conllu>`` writes
-``metrics.json`` with one entry per evaluated task and file. The tasks, their vocabularies and the
-encoder settings come from the checkpoint; the encoder weights from its state dict. ``ckpt`` may also be
-a folder written by ``mode=prune`` (a physically pruned model).
+``mtlheads mode=eval ckpt=<run dir or best.ckpt> eval_files.pos=<file.conllu>`` writes ``metrics.json``
+with one entry per evaluated task and file. The tasks, vocabularies, encoder settings and head gate come
+from the checkpoint (:func:`mtlheads.checkpoint.load_model`); ``ckpt`` may also be a ``mode=prune`` folder.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytorch_lightning as pl
-import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from mtlheads.build import build_encoder, build_tasks, read_split
-from mtlheads.heads.l0 import build_l0
-from mtlheads.model import MultiTaskModel, OptimConfig
-from mtlheads.modes.train import output_dir
+from mtlheads.build import read_split
+from mtlheads.checkpoint import load_model
+from mtlheads.fit import evaluate
+from mtlheads.launch.jobs import job_dir
 from mtlheads.report.tables import score_table
-from mtlheads.training.data import eval_loader
+from mtlheads.training.data import eval_loaders
 from mtlheads.utils.io import atomic_write_json
-
-
-def load_checkpoint(path: str) -> tuple[MultiTaskModel, object, DictConfig]:
-    """Rebuilds the model saved by mode=stl/mtl: returns (model in eval mode, tokenizer, training config)."""
-    if not path or not Path(path).is_file():
-        raise FileNotFoundError(f"config key 'ckpt': no checkpoint file at {path!r}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if "mtlheads_config" not in ckpt:
-        raise ValueError(f"{path}: not an mtlheads checkpoint (no 'mtlheads_config' entry)")
-    train_cfg = OmegaConf.create(ckpt["mtlheads_config"])
-    tasks = build_tasks(train_cfg)
-    for name, task in tasks.items():
-        task.load_vocab_state(ckpt["mtlheads_vocab"][name])
-    encoder, tokenizer = build_encoder(train_cfg.encoder)
-    l0 = build_l0(train_cfg.mode.get("gate"), encoder, list(tasks))  # a gated run's gates are in its weights
-    model = MultiTaskModel(encoder=encoder, tasks=tasks, optim=OptimConfig(), l0=l0)
-    model.load_state_dict(ckpt["state_dict"])
-    model.run_config = ckpt["mtlheads_config"]
-    return model.eval(), tokenizer, train_cfg
-
-
-def load_model(path: str) -> tuple[MultiTaskModel, object, DictConfig]:
-    """A training checkpoint file, or a ``mode=prune`` folder: (model in eval mode, tokenizer, config)."""
-    if path and (Path(path) / "model.pt").is_file():
-        from mtlheads.modes.prune import load_pruned_model  # prune imports this module
-
-        model, tokenizer = load_pruned_model(path)
-        return model, tokenizer, OmegaConf.create(model.run_config)
-    return load_checkpoint(path)
 
 
 def run(cfg: DictConfig) -> float:
@@ -72,18 +39,10 @@ def run(cfg: DictConfig) -> float:
     results = {}
     for name, path in files.items():
         split = read_split(model.tasks[name], path, tokenizer)
-        model.eval_names = [name]
-        loader = eval_loader(
-            task=name,
-            split=split,
-            tasks=model.tasks,
-            tokenizer=tokenizer,
-            max_tokens=cfg.batch.eval_max_tokens,
-            max_sentences=cfg.batch.max_sentences,
-        )
-        trainer.test(model, dataloaders=[loader], verbose=False)
-        results[name] = {**model.results[name], "file": str(path), "sentences": len(split.sentences)}
-    out = output_dir(cfg)
+        loaders = eval_loaders({name: split}, tasks=model.tasks, tokenizer=tokenizer, batch=cfg.batch)
+        scores = evaluate(trainer, model, loaders, split="test")[name]
+        results[name] = {**scores, "file": str(path), "sentences": len(split.sentences)}
+    out = job_dir(cfg)
     atomic_write_json(out / "metrics.json", {"mode": "eval", "checkpoint": str(cfg.ckpt), "test": results})
     numeric = {n: {k: v for k, v in r.items() if isinstance(v, float)} for n, r in results.items()}
     print(f"\n{score_table({'eval': numeric})}\n\noutput dir: {out}")

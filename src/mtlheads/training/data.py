@@ -208,3 +208,20 @@ def eval_loader(
         batch_sampler=[[(task, i) for i in b] for b in batches],
         collate_fn=Collate(tokenizer=tokenizer, tasks=tasks),
     )
+
+
+def eval_loaders(
+    splits: Mapping[str, TaskSplit], *, tasks: Mapping[str, Task], tokenizer, batch
+) -> dict[str, DataLoader]:
+    """One :func:`eval_loader` per task, sized by the config's ``batch`` (eval_max_tokens, max_sentences)."""
+    return {
+        name: eval_loader(
+            task=name,
+            split=split,
+            tasks=tasks,
+            tokenizer=tokenizer,
+            max_tokens=batch.eval_max_tokens,
+            max_sentences=batch.max_sentences,
+        )
+        for name, split in splits.items()
+    }
