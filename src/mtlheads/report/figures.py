@@ -6,6 +6,8 @@
   only the last task's runs), drawn as black with alpha = mean.
 * ``gate-corr RUN...``: Pearson r between the tasks' mean gates; on the diagonal, run consistency
   ``sqrt(adjusted R²)`` of ``z3 ~ z1 + z2`` over the heads. Markdown, LaTeX and JSON, values x 100.
+* ``probe-dot``, ``probe-delta``, ``probe-heatmap``, ``probe-table``: head-probe figures and tables from
+  saved probe results (:mod:`mtlheads.report.probe_figures`).
 
 A RUN is a run dir holding ``gates.pt`` (and ``metrics.json``, whose ``tasks`` name the task set) or a
 ``gates.pt`` file. Figures are written as PNG and PDF.
@@ -150,7 +152,14 @@ def main(argv: list[str] | None = None) -> None:
         s = sub.add_parser(name)
         s.add_argument("runs", nargs="+")
         s.add_argument("--out", required=True, help="output path without extension")
+    from mtlheads.report.probe_figures import add_probe_commands  # probe-dot, -delta, -heatmap, -table
+
+    add_probe_commands(sub)
     args = p.parse_args(argv)
+    if hasattr(args, "run_probe"):
+        args.run_probe(args)
+        print(f"wrote {args.out}.*")
+        return
     fn = {"gate-overlap": gate_overlap, "gate-tasks": gate_tasks, "gate-corr": gate_corr}[args.figure]
     result = fn(args.runs, Path(args.out))
     if isinstance(result, dict):
