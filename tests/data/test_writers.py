@@ -265,6 +265,19 @@ def test_conll2012_gold_predictions_give_back_the_input_file_byte_for_byte(tmp_p
         assert out.read_bytes() == (EWT / "conll2012" / f"{split}.gold_conll").read_bytes()
 
 
+@pytest.mark.slow
+def test_gold_round_trip_is_byte_identical_on_the_full_ewt_dev(tmp_path: Path, data_root: Path) -> None:
+    # the full dev set has what the excerpt may lack: V spans off the roleset row, C-V, long documents
+    ewt = data_root / "ewt"
+    gold = read_conll2012(ewt / "conll2012" / "dev.gold_conll")
+    layers = ({"srl": s.srl, "con": s.tree, "ner": s.entities} for s in gold)
+    out = write_conll2012(tmp_path / "dev.conll", zip(gold, layers, strict=True))
+    assert out.read_bytes() == (ewt / "conll2012" / "dev.gold_conll").read_bytes()
+    ud = read_conllu(ewt / "ud" / "dev.conllu")
+    out = write_conllu(tmp_path / "dev.conllu", ((s, {"pos": s.pos, "dep": (s.heads, s.rels)}) for s in ud))
+    assert out.read_bytes() == (ewt / "ud" / "dev.conllu").read_bytes()
+
+
 def test_conll2012_round_trip_of_perturbed_srl_tree_and_entities(
     tmp_path: Path, ontonotes: list[Sentence]
 ) -> None:
