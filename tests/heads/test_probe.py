@@ -58,6 +58,10 @@ def test_each_probe_finds_the_wired_head(tokenizer, kind):
     if kind in ("dep", "srl"):  # self-attending heads never link two words: the best head of every label
         assert others.max() == 0
         assert [(r["layer"], r["head"]) for r in result.best_rows()] == [(layer + 1, head + 1)] * len(acc[0])
+    if kind in ("pos", "ner", "con"):  # the wired value head reads each subword alone: windows change nothing
+        windowed = probe_heads(model, tokenizer, sentences, kind, max_length=5, stride=1)
+        assert windowed.meta["windowed_sentences"] > 0
+        assert windowed.accuracy[layer, head].tolist() == [1.0] * len(result.labels)
     # any batching gives the same counts (one or two sentences per batch here)
     small = probe_heads(model, tokenizer, sentences, kind, max_tokens=10, chunk_units=3)
     assert small.meta["batches"] > 2 and torch.equal(small.correct, result.correct)
