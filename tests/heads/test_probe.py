@@ -204,3 +204,11 @@ def test_windows_read_each_subword_from_its_most_central_window(tokenizer):
         )
         result = probe_heads(model, tokenizer, [long], kind, max_length=8, stride=3)
         assert result.meta["windowed_sentences"] == 1 and int(result.counts.sum()) == len(words)
+
+
+@pytest.mark.parametrize("kind", ["pos", "dep"])
+def test_probes_run_in_bfloat16(tokenizer, kind):
+    classes, role, (layer, head), target = TOYS[kind]
+    model = toy_bert(tokenizer, classes, **{role: (layer, head)}, arc_target=target).to(torch.bfloat16)
+    result = probe_heads(model, tokenizer, toy_sentences(), kind)
+    assert result.summary()["best_weighted_head"] == {"layer": layer + 1, "head": head + 1, "accuracy": 1.0}

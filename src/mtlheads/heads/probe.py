@@ -110,6 +110,7 @@ class _Job:
         for n, ids in enumerate(self.batches):
             batch = {k: v.to(device) for k, v in collate([self.rows[i] for i in ids], self.pad).items()}
             codes, src, out = self.runner.encode(batch)
+            self.runner.out = None  # the caller holds the only reference: freed before the next forward
             yield batch, codes, src, out, self.units.batch([self.keep[i] for i in ids])
             if n % 50 == 0:
                 log.info("probe %s: batch %d/%d", self.units.kind, n + 1, len(self.batches))
@@ -203,7 +204,7 @@ def _value_probe(model: nn.Module, job: _Job, *, spill_dir, chunk_units: int) ->
                 recorder.contexts = [None] * job.L
                 W, S, _, _, d_h = ctx.shape
                 B, T = src.shape
-                flat = ctx.reshape(W * S, -1)
+                flat = ctx.reshape(W * S, -1).float()  # pool in float32 whatever the model's dtype
                 if codes.shape != src.shape:  # windows: each position reads its most central slot
                     flat = flat[src.reshape(-1)]
                 words, _ = pool_words(flat.view(B, T, -1), batch["word_index"])  # (B, N, L·H·d_h)
@@ -216,6 +217,7 @@ def _value_probe(model: nn.Module, job: _Job, *, spill_dir, chunk_units: int) ->
                         chunk_units=chunk_units,
                     )
                 stats.add(span_means(words.cpu(), unit_rows), unit_rows[:, -1])
+                del ctx, flat, words  # not alive during the next forward
         if stats is None:  # nothing to score
             return torch.zeros(len(job.units.labels), job.L * job.H, dtype=torch.long), {}
         correct, _ = stats.finish()
@@ -252,4 +254,5 @@ def _attention_probe(job: _Job) -> tuple[Tensor, dict]:
             dim=1,
         )  # (B, L·H, N + 1)
         add_correct(correct, score(argmax.cpu(), unit_rows), unit_rows[:, -1])
+        del out  # the attention maps are not kept alive during the next forward
     return correct, {}
