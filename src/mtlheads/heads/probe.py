@@ -127,7 +127,7 @@ def probe_heads(
     max_length: int | None = None,
     stride: int | None = None,
     spill_dir=None,
-    chunk_units: int = 4096,
+    chunk_units: int = 1024,
 ) -> ProbeResult:
     """Score every attention head of ``model`` on every label of probe ``kind`` over ``sentences``.
 

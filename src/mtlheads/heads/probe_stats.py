@@ -154,7 +154,7 @@ class CentroidStats:
     """
 
     def __init__(
-        self, *, num_labels: int, num_heads: int, head_dim: int, spill_dir=None, chunk_units: int = 4096
+        self, *, num_labels: int, num_heads: int, head_dim: int, spill_dir=None, chunk_units: int = 1024
     ):
         self.C, self.K, self.d = int(num_labels), int(num_heads), int(head_dim)
         self.chunk_units = max(1, int(chunk_units))
