@@ -16,7 +16,7 @@ RANK = {
     "utils": 0, "data": 0, "conf": 0,
     "tasks": 1, "encoder": 1, "launch": 1,
     "heads": 2, "training": 2,
-    "model": 3, "build": 4, "checkpoint": 5, "fit": 6, "report": 6,
+    "model": 3, "build": 4, "checkpoint": 5, "fit": 6, "score": 6, "report": 6,
     "modes": 7,
     "cli": 8,
 }  # fmt: skip

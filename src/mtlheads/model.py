@@ -22,6 +22,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from mtlheads.encoder.word_encoder import WordEncoder
 from mtlheads.heads.gate import GateHandle, HeadGate, install_head_gate
+from mtlheads.heads.prune import fold_mask
 from mtlheads.tasks.base import Metric, Task
 from mtlheads.training.balancer import MovingAverageBalancer
 
@@ -66,6 +67,7 @@ class MultiTaskModel(pl.LightningModule):
         self.encoder = encoder
         self.heads: HeadGate | None = None
         self._gate_handle: GateHandle | None = None
+        self._folded = False
         self.set_heads(heads)
         self.tasks = dict(tasks)
         self.decoders = nn.ModuleDict({n: t.build_decoder(encoder.hidden_size) for n, t in tasks.items()})
@@ -81,11 +83,21 @@ class MultiTaskModel(pl.LightningModule):
         self._epoch_started = time.perf_counter()
 
     def set_heads(self, gate: HeadGate | None) -> None:
-        """Puts ``gate`` in the gate slot (hooked into the encoder), replacing what was there (None: empty)."""
+        """Puts ``gate`` in the gate slot, replacing what was there (None: empty).
+
+        The gate is hooked into the encoder, except a fixed mask with ``fold`` set, which removes the
+        masked heads and FFNs from the weights (cheaper to train) where the encoder family allows it.
+        """
+        if self._folded:
+            raise ValueError("this model's masked heads were removed from its weights: build a new model")
         if self._gate_handle is not None:
             self._gate_handle.remove()
         self.heads, self._gate_handle = gate, None
-        if gate is not None:
+        if gate is None:
+            return
+        if getattr(gate, "fold", False) and fold_mask(self.encoder.model, gate.mask, gate.ffn()):
+            self._folded = True  # the gate stays in the slot: checkpoints keep the mask to rebuild the model
+        else:
             self._gate_handle = install_head_gate(self.encoder.model, gate)
 
     def forward(self, task: str, inputs: dict[str, torch.Tensor]):
@@ -99,10 +111,30 @@ class MultiTaskModel(pl.LightningModule):
         return self.decoders[task](hidden, mask), mask
 
     # ---- training -------------------------------------------------------------------------------
+    def task_loss(self, batch: dict) -> torch.Tensor:
+        """The task loss of one single-task batch (no gate term, no balancer)."""
+        out, mask = self(batch["task"], batch["inputs"])
+        return self.tasks[batch["task"]].loss(out, batch["targets"], mask)
+
+    def example_losses(self, batch: dict) -> torch.Tensor:
+        """(B,) each sentence's own task loss, from one batched encoder pass: every decoder is run on one
+        sentence at a time, so a sentence's loss (and its gradient) is what a batch of one would give."""
+        task = self.tasks[batch["task"]]
+        if self.heads is not None:
+            self.heads.select_task(batch["task"])
+        sep_is_eos = getattr(task, "sep_is_eos", False)
+        hidden, mask = self.encoder(batch["inputs"], cls_is_root=task.cls_is_root, sep_is_eos=sep_is_eos)
+        decoder = self.decoders[batch["task"]]
+        losses = []
+        for b, sentence in enumerate(batch["sentences"]):
+            width = int(mask[b].sum())  # a sentence's positions are a prefix: cut the batch's padding off
+            m, h = mask[b : b + 1, :width], hidden[b : b + 1, :width]
+            losses.append(task.loss(decoder(h, m), task.targets([sentence]), m))
+        return torch.stack(losses)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         name = batch["task"]
-        out, mask = self(name, batch["inputs"])
-        loss = self.tasks[name].loss(out, batch["targets"], mask)
+        loss = self.task_loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite loss {loss.item()} for task '{name}' "

@@ -10,7 +10,8 @@ from transformers import AutoConfig, AutoModel, BertTokenizer, RobertaTokenizer
 
 from mtlheads.encoder.load import EncoderNotAvailableError, load_encoder, resolve_encoder_name
 from mtlheads.encoder.word_encoder import tokenize_words
-from mtlheads.heads.gate import ImportanceGate, OnesGate, head_shape, install_head_gate
+from mtlheads.heads.gate import OnesGate, head_shape, install_head_gate
+from mtlheads.heads.importance import ImportanceGate
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
 

@@ -10,13 +10,13 @@ from transformers import AutoConfig, AutoModel, BertConfig
 
 from mtlheads.heads.gate import (
     HeadGate,
-    ImportanceGate,
     MaskGate,
     OnesGate,
     find_projections,
     head_shape,
     install_head_gate,
 )
+from mtlheads.heads.importance import ImportanceGate
 
 L, H, D = 2, 4, 32
 BASE = base_config(layers=L, heads=H, hidden=D)

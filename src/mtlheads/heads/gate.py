@@ -11,6 +11,10 @@ ALBERT reuses one layer module at every depth: its hook runs ``L`` times per for
 reset by the model pre-hook, picks row ``l`` of the gate, so ALBERT gets per-depth gates too (this
 counter does not survive activation checkpointing of ALBERT, which recomputes layers out of order).
 
+The same hooks gate whole FFN sub-layers (Super Tickets): a gate whose ``ffn()`` gives ``(L,)`` values
+scales each layer's FFN output (after its second Linear, before the residual and LayerNorm), so a 0 skips
+the FFN and keeps the layer's residual and LayerNorm.
+
 The gate is not registered as a submodule of the model (the encoder's state dict stays unchanged):
 whoever owns the gate (the LightningModule) moves it between devices and saves it.
 """
@@ -18,7 +22,6 @@ whoever owns the gate (the LightningModule) moves it between devices and saves i
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -31,6 +34,8 @@ PROJECTION_SUFFIXES = (
     "attention.dense",  # ALBERT (one shared module per layer group)
     "attn.Wo",  # ModernBERT
 )
+# FFN output Linears (module names): BERT-like and DeBERTa-v2, DistilBERT, ALBERT (shared), ModernBERT.
+FFN_OUTPUT = re.compile(r"(?:^|\.)(?:layer\.\d+\.output\.dense|ffn\.lin2|ffn_output|mlp\.Wo)$")
 
 
 def head_shape(model_or_config) -> tuple[int, int]:
@@ -64,6 +69,7 @@ class HeadGate(nn.Module):
     is_identity: bool = False
     keep_context: bool = False
     learnable: bool = False
+    gates_ffn: bool = False  # True: ffn() gives (L,) FFN multipliers and the FFN outputs get hooks too
 
     def __init__(self, *, num_layers: int, num_heads: int):
         super().__init__()
@@ -71,6 +77,13 @@ class HeadGate(nn.Module):
 
     def observe(self, layer: int, context: Tensor, gated: Tensor) -> None:
         """See layer ``layer``'s context ``(..., H, d_h)`` and its gated version (same shape)."""
+
+    def ffn(self) -> Tensor | None:
+        """(L,) multipliers of the FFN sub-layers (None: FFNs ungated)."""
+        return None
+
+    def observe_ffn(self, layer: int, output: Tensor, gated: Tensor) -> None:
+        """See layer ``layer``'s FFN output ``(..., D)`` and its gated version (when ``keep_context``)."""
 
     def regularizer(self) -> Tensor | None:
         """A term added to every training mini-batch's loss (None: nothing)."""
@@ -112,60 +125,26 @@ class OnesGate(HeadGate):
 
 
 class MaskGate(HeadGate):
-    """A fixed (L, H) multiplier buffer: 0/1 masks from pruning, tickets, rewinding, or any floats."""
+    """A fixed (L, H) multiplier buffer: 0/1 masks from pruning, tickets, rewinding, or any floats.
 
-    def __init__(self, *, mask: Tensor):
+    Args:
+        mask: (L, H) head multipliers.
+        ffn: optional (L,) FFN multipliers (0 skips a layer's FFN).
+        fold: when the model slot takes it, remove the masked heads and FFNs from the weights instead of
+            multiplying activations (``heads.prune.fold_mask``; 0/1 masks of supported families only).
+    """
+
+    def __init__(self, *, mask: Tensor, ffn: Tensor | None = None, fold: bool = False):
         super().__init__(num_layers=mask.shape[0], num_heads=mask.shape[1])
         self.register_buffer("mask", mask.detach().clone().float())
+        self.register_buffer("ffn_mask", None if ffn is None else ffn.detach().clone().float())
+        self.gates_ffn, self.fold = ffn is not None, fold
 
     def forward(self) -> Tensor:
         return self.mask
 
-
-class ImportanceGate(HeadGate):
-    """A leaf tensor of ones; after ``backward`` its ``.grad`` is ∂L/∂ξ (Michel et al., 2019).
-
-    ``values`` is an ``nn.Parameter`` so it stays a leaf across ``.to()``/``.double()``; keep it out of
-    optimizers. With ``keep_context=True`` each forward stores per layer the context ``c`` (B, T, H, d_h)
-    and the gated context (``retain_grad``), from which ``per_example_grad`` gives ⟨c, ∂L/∂(ξc)⟩.
-    """
-
-    def __init__(self, *, num_layers: int, num_heads: int, keep_context: bool = False):
-        super().__init__(num_layers=num_layers, num_heads=num_heads)
-        self.values = nn.Parameter(torch.ones(num_layers, num_heads))
-        self.keep_context = keep_context
-        self.contexts: list[Tensor | None] = [None] * num_layers
-        self.gated: list[Tensor | None] = [None] * num_layers
-
-    def forward(self) -> Tensor:
-        if self.keep_context:  # called once per encoder forward: start a fresh record
-            self.contexts = [None] * self.num_layers
-            self.gated = [None] * self.num_layers
-        return self.values
-
-    def observe(self, layer: int, context: Tensor, gated: Tensor) -> None:
-        if gated.requires_grad:
-            gated.retain_grad()
-        self.contexts[layer], self.gated[layer] = context, gated
-
-    def per_example_grad(self) -> Tensor:
-        """Per-example ∂L/∂ξ: ``Σ_{t,d} c · ∂L/∂(ξc)`` (its abs is Super Tickets' per-example score).
-
-        Returns:
-            Tensor (L, B, H); summed over B it equals ``values.grad`` of this backward.
-        """
-        out = []
-        for layer, (c, g) in enumerate(zip(self.contexts, self.gated, strict=True)):
-            if c is None or g is None or g.grad is None:
-                raise RuntimeError(f"no context gradient for layer {layer}: forward+backward first")
-            out.append((c.detach() * g.grad).sum(dim=(1, 3)))  # (B, T, H, d_h) -> (B, H)
-        return torch.stack(out)
-
-    def clear(self) -> None:
-        """Drop the stored contexts (they hold activations) and the accumulated gradient."""
-        self.contexts = [None] * self.num_layers
-        self.gated = [None] * self.num_layers
-        self.values.grad = None
+    def ffn(self) -> Tensor | None:
+        return self.ffn_mask
 
 
 @dataclass
@@ -175,13 +154,15 @@ class GateHandle:
     gate: HeadGate
     hooks: list = field(default_factory=list)
     values: Tensor | None = None  # (L, H) of the current forward
-    depth: int = 0  # shared-module depth counter (ALBERT)
+    ffn_values: Tensor | None = None  # (L,) of the current forward
+    depth: int = 0  # shared-module depth counters (ALBERT)
+    ffn_depth: int = 0
 
     def remove(self) -> None:
         for h in self.hooks:
             h.remove()
         self.hooks.clear()
-        self.values = None
+        self.values = self.ffn_values = None
 
     def __enter__(self) -> GateHandle:
         return self
@@ -202,6 +183,12 @@ def find_projections(model: nn.Module) -> list[tuple[str, nn.Linear]]:
             f"no attention output projection found in {type(model).__name__}: expected a Linear named "
             f"*.{{{', '.join(PROJECTION_SUFFIXES)}}}; add this architecture's name to PROJECTION_SUFFIXES"
         )
+
+    return _in_layer_order(found)
+
+
+def _in_layer_order(found: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
+    """Sorted by the last integer of each name (``layer.10`` after ``layer.9``) when those are 0..n-1."""
 
     def last_int(name: str) -> int | None:
         nums = re.findall(r"\.(\d+)\.", "." + name + ".")
@@ -239,12 +226,13 @@ def install_head_gate(model: nn.Module, gate: HeadGate) -> GateHandle:
     handle = GateHandle(gate=gate)
 
     def start(module, args):  # once per forward of the whole model
-        handle.depth = 0
+        handle.depth = handle.ffn_depth = 0
         if gate.is_identity:
-            handle.values = None
+            handle.values = handle.ffn_values = None
             return
         values, param = gate(), next(model.parameters(), None)
         handle.values = values if param is None else values.to(param.device)  # (L, H)
+        handle.ffn_values = gate.ffn() if gate.gates_ffn else None  # (L,)
 
     def make_hook(fixed_layer: int | None, d_in: int):
         if d_in % heads:
@@ -274,11 +262,44 @@ def install_head_gate(model: nn.Module, gate: HeadGate) -> GateHandle:
     for i, (_, proj) in enumerate(projections):
         hook = make_hook(None if shared else i, proj.in_features)
         handle.hooks.append(proj.register_forward_pre_hook(hook))
+    if gate.gates_ffn:
+        _hook_ffn_outputs(model, gate, handle, rows)
     return handle
 
 
-def importance_gate(
-    *, num_layers: int, num_heads: int, tasks: Sequence[str], keep_context: bool = False
-) -> ImportanceGate:
-    """``conf/heads/importance.yaml`` -> an :class:`ImportanceGate` (``tasks`` unused)."""
-    return ImportanceGate(num_layers=num_layers, num_heads=num_heads, keep_context=keep_context)
+def find_ffn_outputs(model: nn.Module) -> list[nn.Module]:
+    """The FFN output Linears of ``model`` in layer order (a shared one listed once), or a ValueError."""
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear) and FFN_OUTPUT.search(n)]
+    if not found:
+        raise ValueError(
+            f"{type(model).__name__}: no FFN output Linear found (expected *.layer.<i>.output.dense, "
+            "*.ffn.lin2, *.ffn_output or *.mlp.Wo): FFN gates do not support this architecture"
+        )
+    return [m for _, m in _in_layer_order(found)]
+
+
+def _hook_ffn_outputs(model: nn.Module, gate: HeadGate, handle: GateHandle, rows: int) -> None:
+    """Forward hooks scaling each layer's FFN output by ``gate.ffn()[layer]``."""
+    outputs = find_ffn_outputs(model)
+    shared = len(outputs) < rows
+    if not shared and len(outputs) != rows:
+        raise ValueError(f"{type(model).__name__}: found {len(outputs)} FFN outputs for {rows} layers")
+
+    def make_hook(fixed_layer: int | None):
+        def hook(module, args, output):
+            if fixed_layer is None:
+                layer, handle.ffn_depth = handle.ffn_depth % rows, handle.ffn_depth + 1
+            else:
+                layer = fixed_layer
+            if handle.ffn_values is None:  # encoder called below the hooked top module
+                handle.ffn_values = gate.ffn()
+            g = handle.ffn_values[layer].to(device=output.device, dtype=output.dtype)  # ()
+            gated = output * g  # (..., T, D)
+            if gate.keep_context:
+                gate.observe_ffn(layer, output, gated)
+            return gated
+
+        return hook
+
+    for i, module in enumerate(outputs):
+        handle.hooks.append(module.register_forward_hook(make_hook(None if shared else i)))
