@@ -112,13 +112,14 @@ def write_mask_file(path: str | os.PathLike, mask: Mask | Mapping[str, Mask]) ->
 
 
 class TaskMaskGate(HeadGate):
-    """A fixed head mask per task: batches of task t run under t's mask (Super Tickets' ticket sharing).
+    """A fixed head (and FFN) mask per task: batches of task t run under t's masks (Super Tickets' sharing).
 
     Args:
         masks: ``{task: (L, H) multipliers}``; every task the model trains must have one.
+        ffn: optional ``{task: (L,) FFN multipliers}`` for the same tasks.
     """
 
-    def __init__(self, *, masks: Mapping[str, Tensor]):
+    def __init__(self, *, masks: Mapping[str, Tensor], ffn: Mapping[str, Tensor] | None = None):
         shapes = {tuple(m.shape) for m in masks.values()}
         if len(shapes) != 1:
             raise ValueError(f"per-task masks must share one (L, H) shape, got {sorted(shapes)}")
@@ -126,6 +127,9 @@ class TaskMaskGate(HeadGate):
         super().__init__(num_layers=layers, num_heads=heads)
         self.tasks = list(masks)
         self.register_buffer("masks", torch.stack([m.detach().float() for m in masks.values()]))
+        ffn_masks = None if ffn is None else torch.stack([ffn[t].detach().float() for t in self.tasks])
+        self.register_buffer("ffn_masks", ffn_masks)  # (T, L) or None
+        self.gates_ffn = ffn is not None
         self.current = 0
 
     def select_task(self, task: str) -> None:
@@ -136,13 +140,30 @@ class TaskMaskGate(HeadGate):
     def forward(self) -> Tensor:
         return self.masks[self.current]
 
+    def ffn(self) -> Tensor | None:
+        return None if self.ffn_masks is None else self.ffn_masks[self.current]
 
-def mask_gate(*, num_layers: int, num_heads: int, tasks: Sequence[str], file: str) -> HeadGate:
-    """``conf/heads/mask.yaml`` -> a :class:`MaskGate`, or a :class:`TaskMaskGate` for a per-task file."""
+
+def mask_gate(
+    *, num_layers: int, num_heads: int, tasks: Sequence[str], file: str, fold: bool = True
+) -> HeadGate:
+    """``conf/heads/mask.yaml`` -> a :class:`MaskGate`, or a :class:`TaskMaskGate` for a per-task file.
+
+    ``fold``: a single mask removes its heads/FFNs from the weights where the family allows it.
+    """
     masks = read_mask_file(file, shape=(num_layers, num_heads))
     if isinstance(masks, Mask):
-        return MaskGate(mask=masks.heads)
+        return MaskGate(mask=masks.heads, ffn=masks.ffn, fold=fold)
+    return task_mask_gate(masks, tasks, where=file)
+
+
+def task_mask_gate(masks: Mapping[str, Mask], tasks: Sequence[str], *, where: str) -> TaskMaskGate:
+    """Per-task masks for ``tasks`` (FFN masks too when every task has one); ``where`` names the source."""
     missing = [t for t in tasks if t not in masks]
     if missing:
-        raise ValueError(f"{file}: no mask for task(s) {missing} (it has {sorted(masks)})")
-    return TaskMaskGate(masks={t: masks[t].heads for t in tasks})
+        raise ValueError(f"{where}: no mask for task(s) {missing} (it has {sorted(masks)})")
+    with_ffn = [t for t in tasks if masks[t].ffn is not None]
+    if with_ffn and len(with_ffn) != len(tasks):
+        raise ValueError(f"{where}: FFN masks for {with_ffn} only; give every task one or none")
+    ffn = {t: masks[t].ffn for t in tasks} if with_ffn else None
+    return TaskMaskGate(masks={t: masks[t].heads for t in tasks}, ffn=ffn)

@@ -148,6 +148,65 @@ def prune_heads(model: nn.Module, gates: Tensor) -> nn.Module:
     return model
 
 
+class _NoFFN(nn.Module):
+    """Stands in for a removed FFN sub-layer's Linears: ``(..., D_in) -> (..., width)`` zeros, no parameters.
+
+    The FFN input Linear becomes width 0 and the output Linear gives zeros, so the layer adds nothing and
+    keeps its residual and LayerNorm: what an FFN gate of 0 gives.
+    """
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.width = width
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.new_zeros(*x.shape[:-1], self.width)
+
+    def extra_repr(self) -> str:
+        return f"width={self.width} (removed FFN)"
+
+
+@torch.no_grad()
+def prune_ffn(model: nn.Module, ffn: Tensor) -> nn.Module:
+    """Remove the FFN sub-layers whose multiplier is 0 (supported families as :func:`prune_heads`).
+
+    Args:
+        model: a supported transformers encoder.
+        ffn: (L,) 0/1 multipliers; a layer at 0 loses its intermediate and output Linears.
+    """
+    layers = getattr(getattr(getattr(model, "base_model", model), "encoder", None), "layer", None)
+    _attention_blocks(model)  # the same families as heads, or a ValueError naming this one
+    if ffn.shape != (len(layers),) or not bool(((ffn == 0) | (ffn == 1)).all()):
+        raise ValueError(f"FFN mask must be (L,) = ({len(layers)},) of 0/1, got {tuple(ffn.shape)}")
+    for layer, keep in zip(layers, ffn.tolist(), strict=True):
+        if not keep and not isinstance(layer.output.dense, _NoFFN):
+            layer.intermediate.dense = _NoFFN(0)
+            layer.output.dense = _NoFFN(layer.output.dense.out_features)
+    return model
+
+
+def fold_mask(model: nn.Module, heads: Tensor, ffn: Tensor | None = None) -> bool:
+    """Apply a fixed 0/1 mask by removing heads (and FFNs) from the weights, if the family allows it.
+
+    Returns:
+        True when folded; False (model unchanged) for families :func:`prune_heads` does not support or
+        masks that are not 0/1 (the caller then multiplies activations with hooks instead).
+    """
+    binary = bool(((heads == 0) | (heads == 1)).all()) and (
+        ffn is None or bool(((ffn == 0) | (ffn == 1)).all())
+    )
+    try:
+        _attention_blocks(model)
+    except ValueError:
+        return False
+    if not binary:
+        return False
+    prune_heads(model, heads)
+    if ffn is not None:
+        prune_ffn(model, ffn)
+    return True
+
+
 def layer_flops(config, heads: int, seq_len: int) -> dict[str, int]:
     """FLOPs (2 per multiply-add) of one encoder layer on one sequence; biases, softmax, LayerNorm left out.
 

@@ -16,6 +16,7 @@ from mtlheads.build import build_encoder, build_logger, build_model, build_tasks
 from mtlheads.checkpoint import drop_last_checkpoint
 from mtlheads.fit import fit
 from mtlheads.heads.monitor import GateMonitor
+from mtlheads.heads.tickets import shared_usage
 from mtlheads.launch.jobs import job_dir
 from mtlheads.report.tables import score_table
 from mtlheads.utils.io import atomic_save, atomic_write_json, atomic_write_text
@@ -47,6 +48,8 @@ def run(cfg: DictConfig) -> float:
     results = dict(result.results)
     if learnable:  # the best checkpoint's gates (the model holds them after its evaluation)
         results["gates"] = model.heads.summary()
+    if cfg.get("tickets"):  # ticket sharing: the encoder share each task's super ticket keeps, and the union
+        results["parameter_usage"] = shared_usage(model.heads, model.encoder.model)
     metrics = {
         "mode": cfg.mode.name,
         "tasks": list(tasks),

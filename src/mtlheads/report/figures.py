@@ -18,14 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from hydra.experimental.callback import Callback
 
-from mtlheads.utils.io import atomic_write, atomic_write_json, atomic_write_text
+from mtlheads.report.plot import pyplot, save_figure
+from mtlheads.utils.io import atomic_write_json, atomic_write_text
 
 
 def load_gates(run: str | Path) -> tuple[np.ndarray, str]:
@@ -60,10 +60,7 @@ def overlap_stats(gates: list[np.ndarray], threshold: float = 1e-3) -> dict:
 
 
 def _grid(colors: np.ndarray, out: Path, alpha: np.ndarray | None = None) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     layers, heads = colors.shape[:2]
     fig, ax = plt.subplots(figsize=(heads / 2, layers / 2))
@@ -80,12 +77,7 @@ def _grid(colors: np.ndarray, out: Path, alpha: np.ndarray | None = None) -> lis
     ax.set_xlabel("Heads")
     ax.set_ylabel("Layers")
     ax.set_aspect("equal")
-    written = []
-    for ext in ("png", "pdf"):
-        save = partial(fig.savefig, format=ext, bbox_inches="tight", dpi=150)
-        written.append(atomic_write(out.with_suffix(f".{ext}"), save, binary=True))
-    plt.close(fig)
-    return written
+    return save_figure(fig, out)
 
 
 def gate_overlap(runs: list[str], out: Path) -> dict:
