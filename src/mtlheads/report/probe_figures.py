@@ -19,14 +19,16 @@ Figures are PNG + PDF; every file is written atomically.
 from __future__ import annotations
 
 import argparse
+import json
 import warnings
-from functools import partial
 from pathlib import Path
 
 import numpy as np
+from hydra.experimental.callback import Callback
 
 from mtlheads.heads.probe_results import TOP, ProbeResult
-from mtlheads.utils.io import atomic_write, atomic_write_json, atomic_write_text
+from mtlheads.report.plot import pyplot, save_figure
+from mtlheads.utils.io import atomic_write_json, atomic_write_text
 
 
 def best_accuracy(results: list[ProbeResult]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -52,10 +54,7 @@ def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _figure(width: float, height: float):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     plt.rcParams.update({"font.size": 8})
     fig, ax = plt.subplots(figsize=(width, height))
@@ -63,12 +62,7 @@ def _figure(width: float, height: float):
 
 
 def _save(plt, fig, out: Path) -> list[Path]:
-    written = []
-    for ext in ("png", "pdf"):
-        save = partial(fig.savefig, format=ext, bbox_inches="tight", dpi=200)
-        written.append(atomic_write(out.with_name(out.name + f".{ext}"), save, binary=True))
-    plt.close(fig)
-    return written
+    return save_figure(fig, out, dpi=200)
 
 
 def dot_plot(result: ProbeResult, out: Path, *, top: int = 30) -> list[Path]:
@@ -271,3 +265,47 @@ def _run(args: argparse.Namespace) -> object:
     if args.figure == "probe-delta":
         return delta_plot([ProbeResult.load(p) for p in args.stl], _named(args.model), out, top=args.top)
     return probe_table(_named(args.model), out)
+
+
+def probe_label(probed: dict, task: str) -> str:
+    """A probed model as the Stem Cell figures name it: static, STL, MTL-<n>, or +<OTHER> for a pair."""
+    if probed.get("model") == "static":
+        return "static"
+    tasks = probed.get("tasks") or []
+    others = [t for t in tasks if t != task]
+    if not others:
+        return "STL"
+    return f"MTL-{len(tasks)}" if len(others) > 1 else "+" + others[0].upper()
+
+
+def draw_probe_sweep(sweep: Path) -> list[Path]:
+    """Figure 4 and the table for each probed task, from every ``mode=probe`` job dir below ``sweep``."""
+    groups: dict[str, dict[str, list[ProbeResult]]] = {}
+    for summary in sorted(Path(sweep).glob("*/probe.json")):
+        data = json.loads(summary.read_text(encoding="utf-8"))
+        for task in data["tasks"]:
+            label = probe_label(data["probed"], task)
+            groups.setdefault(task, {}).setdefault(label, []).append(
+                ProbeResult.load(summary.parent / f"probe_{task}")
+            )
+    written = []
+    for task, models in groups.items():
+        out = Path(sweep) / "figures" / f"probe_{task}"
+        order = sorted(models, key=lambda m: (m != "static", m.startswith("MTL"), m))  # static, pairs, MTL
+        probe_table(
+            {m: models[m] for m in ["STL", *order] if m in models}, out.with_name(out.name + "_table")
+        )
+        if "STL" in models and len(models) > 1:
+            delta_plot(
+                models["STL"], {m: models[m] for m in order if m != "STL"}, out.with_name(out.name + "_delta")
+            )
+        written.append(out)
+        print(f"mtlheads-figures: {task} probe figures of {sorted(models)} -> {out}_*")
+    return written
+
+
+class DrawProbesAfterSweep(Callback):
+    """Hydra callback: after a ``mode=probe`` multirun, Figure 4 (Δ vs STL) and the table per task."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        draw_probe_sweep(Path(config.hydra.sweep.dir))
