@@ -7,15 +7,15 @@
 * CON: EVALB with ``COLLINS.prm`` (``evalb.c``) against :class:`EvalbMetric`.
 * SRL: the CoNLL-2005 ``srl-eval.pl`` against :class:`SrlMetric`.
 
-The official tools are not run here (EVALB and srl-eval.pl are C and Perl); ``evalb_collins`` and
-``srl_eval`` below are small re-statements of their counting rules, written from their documented
-behaviour, and every rule they encode is pinned by a hand-checked fixture. The fixtures named
-``DISAGREE_*`` are where our metrics differ from the official convention (not changed here).
+The official tools are not run here (EVALB and srl-eval.pl are C and Perl);
+:mod:`mtlheads.tasks.scorer_conventions` re-states their counting rules from their documented behaviour
+(``evalb_collins``, ``srl_eval``, ``conll18_from_files``), and every rule it encodes is pinned by a
+hand-checked fixture here. The fixtures named ``DISAGREE_*`` are where our metrics differ from the official
+convention (not changed here).
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,13 @@ from mtlheads.data.writers import write_conllu, write_iob2, write_ptb, write_srl
 from mtlheads.tasks.dep import DepMetric
 from mtlheads.tasks.evalb import EvalbMetric
 from mtlheads.tasks.ner import NerMetric
+from mtlheads.tasks.scorer_conventions import (
+    Frames,
+    conll18_from_files,
+    evalb_collins,
+    read_props,
+    srl_eval,
+)
 from mtlheads.tasks.srl_metric import SrlMetric, clean_srl
 from mtlheads.tasks.trees import is_preterminal, to_string
 
@@ -109,25 +116,6 @@ def test_dep_conventions_on_a_hand_checked_fixture() -> None:
     assert conll2018_attachment([DEP_PRED], [gold]) == pytest.approx({"uas": 5 / 7, "las": 4 / 7})
 
 
-def conll18_from_files(gold_path: Path, pred_path: Path) -> dict[str, float]:
-    """UAS/LAS the way conll18_ud_eval.py reads two CoNLL-U files with the same tokenization: every word
-    line (integer id), HEAD compared, DEPREL compared up to its first ':'; the texts must be equal."""
-
-    def words(path: Path) -> list[list[str]]:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        return [
-            ln.split("\t") for ln in lines if ln and not ln.startswith("#") and ln.split("\t")[0].isdigit()
-        ]
-
-    gold, pred = words(gold_path), words(pred_path)
-    assert [g[1] for g in gold] == [p[1] for p in pred]  # the scorer insists on the same characters
-    heads = [g[6] == p[6] for g, p in zip(gold, pred, strict=True)]
-    labels = [
-        h and g[7].split(":")[0] == p[7].split(":")[0] for h, g, p in zip(heads, gold, pred, strict=True)
-    ]
-    return {"uas": sum(heads) / len(gold), "las": sum(labels) / len(gold)}
-
-
 def test_dep_conventions_on_written_conllu_files(tmp_path: Path) -> None:
     """Predictions that differ from gold only in punctuation heads and relation subtypes: perfect for
     one convention on each side, and the file-level CoNLL 2018 count equals conll2018_attachment."""
@@ -152,62 +140,6 @@ def test_dep_conventions_on_written_conllu_files(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------- CON: EVALB, COLLINS.prm
-
-COLLINS_DELETE = {"TOP", "-NONE-", ",", ":", "``", "''", "."}  # COLLINS.prm DELETE_LABEL
-COLLINS_EQ = {"PRT": "ADVP"}  # EQ_LABEL ADVP PRT (symmetric in evalb.c)
-
-
-def _evalb_read(line: str) -> tuple[list[str], list[tuple[int, int, str]]]:
-    """evalb.c's read_line: the words not deleted, and every non-terminal bracket (start, end, label).
-
-    ``(LABEL word)`` is a preterminal: no bracket, and its word is dropped when LABEL is in DELETE_LABEL.
-    """
-    toks = re.findall(r"\(|\)|[^\s()]+", line)
-    words: list[str] = []
-    found, stack, i = [], [], 0
-    while i < len(toks):
-        if toks[i] == ")":
-            label, start = stack.pop()
-            found.append((start, len(words), label))
-            i += 1
-            continue
-        label = toks[i + 1] if toks[i + 1] not in "()" else ""  # "( (S ...))": an empty label
-        i += 2 if label else 1
-        if toks[i] not in "()" and toks[i + 1] == ")":  # preterminal
-            if label not in COLLINS_DELETE:
-                words.append(toks[i])
-            i += 2
-        else:
-            stack.append((label, len(words)))
-    return words, found
-
-
-def evalb_collins(gold: str, pred: str) -> tuple[int, int, int]:
-    """(matched, gold brackets, predicted brackets) of one sentence as evalb -p COLLINS.prm counts them:
-    deleted preterminals vanish with their word, zero-width brackets are dropped, labels are cut at the
-    first '-' or '=' (anywhere, even at position 0) and deleted when in DELETE_LABEL, and every gold
-    bracket is greedily matched to one unused predicted bracket with the same span and label. A sentence
-    whose word sequences differ after deletion is an error sentence and counts nothing."""
-
-    def scored(line: str) -> tuple[list[str], list[tuple[int, int, str]]]:
-        words, found = _evalb_read(line)
-        out = []
-        for start, end, label in found:
-            label = re.split(r"[-=]", label, maxsplit=1)[0]
-            if start != end and label not in COLLINS_DELETE:
-                out.append((start, end, COLLINS_EQ.get(label, label)))
-        return words, out
-
-    (gw, gb), (pw, pb) = scored(gold), scored(pred)
-    if gw != pw:
-        return 0, 0, 0
-    unused, matched = list(pb), 0
-    for b in gb:
-        if b in unused:
-            unused.remove(b)
-            matched += 1
-    return matched, len(gb), len(pb)
-
 
 # (gold, predicted, EVALB (matched, gold, predicted)); ours is the same on these
 EVALB_AGREE = {
@@ -329,45 +261,6 @@ def test_evalb_metric_equals_collins_counts_on_written_tree_files(tmp_path: Path
 
 # ------------------------------------------------------------------------------ SRL: CoNLL-2005 srl-eval
 
-Frames = list[tuple[int, list[tuple[int, int, str]]]]
-
-
-def _srl_eval_args(args: list[tuple[int, int, str]]) -> list[dict]:
-    """srl-eval.pl's arguments of one prop: phrases in start order (wider first); a C-X phrase joins the
-    last X argument (or becomes an X argument when there is none)."""
-    out, last = [], {}
-    for s, e, role in sorted(args, key=lambda a: (a[0], -a[1])):
-        if role.startswith("C-") and role[2:] in last:
-            arg = last[role[2:]]
-            arg["phrases"].append((s, e))
-            arg["end"] = e
-            continue
-        arg = {"type": role[2:] if role.startswith("C-") else role, "start": s, "end": e, "phrases": [(s, e)]}
-        out.append(arg)
-        last[arg["type"]] = arg
-    return out
-
-
-def srl_eval(gold: list[Frames], pred: list[Frames]) -> tuple[int, int, int]:
-    """(correct, excess, missed) as srl-eval.pl counts them: props paired by predicate position; a
-    predicted prop with no gold prop is skipped, a gold prop with no prediction has every argument missed;
-    arguments compared by (start, end) of the whole argument, type, and (discontinuous ones) all phrases;
-    V is excluded from every count."""
-    ok = op = ms = 0
-    for g_frames, p_frames in zip(gold, pred, strict=True):
-        predicted = dict(p_frames)
-        for p, g_args in g_frames:
-            index = {(a["start"], a["end"]): a for a in _srl_eval_args(g_args)}
-            for a in _srl_eval_args(predicted.get(p, [])):
-                g = index.get((a["start"], a["end"]))
-                if g is not None and g["type"] == a["type"] and sorted(g["phrases"]) == sorted(a["phrases"]):
-                    ok += a["type"] != "V"
-                    del index[(a["start"], a["end"])]
-                else:
-                    op += a["type"] != "V"
-            ms += sum(a["type"] != "V" for a in index.values())
-    return ok, op, ms
-
 
 def _ours_srl(gold: list[Frames], pred: list[Frames]) -> tuple[int, int, int]:
     metric = SrlMetric()
@@ -446,30 +339,6 @@ def test_srl_disagreements_with_srl_eval(name: str) -> None:
     gold, pred, official, ours = DISAGREE_SRL[name]
     assert srl_eval([gold], [pred]) == official
     assert _ours_srl([gold], [pred]) == ours != official
-
-
-def read_props(path: Path) -> list[Frames]:
-    """A props file as srl-eval.pl reads it: whitespace columns, the first naming the predicates, then one
-    Start-End column per predicate (all phrases, nested ones included)."""
-    out = []
-    for block in path.read_text(encoding="utf-8").split("\n\n"):
-        rows = [ln.split() for ln in block.splitlines() if ln.strip()]
-        if not rows:
-            continue
-        preds = [i for i, r in enumerate(rows) if r[0] != "-"]
-        frames = []
-        for k, p in enumerate(preds):
-            args, open_ = [], []
-            for i, r in enumerate(rows):
-                cell = r[1 + k]
-                for label in re.findall(r"\(([^*(]+)", cell):
-                    open_.append((label, i))
-                for _ in range(cell.count(")")):
-                    label, s = open_.pop()
-                    args.append((s, i, label))
-            frames.append((p, sorted(args)))
-        out.append(frames)
-    return out
 
 
 def test_srl_metric_versus_srl_eval_on_written_props_files(tmp_path: Path) -> None:
