@@ -19,13 +19,26 @@ from mtlheads.heads.hard_concrete import CLAIMED, HardConcreteGate
 # λ per task from the paper's gate scripts (BERT-base); several tasks sharing one gate set: 0.001.
 TASK_LAMBDA = {"pos": 0.01, "dep": 0.01, "con": 0.01, "srl": 0.001, "ner": 0.0002}
 MULTI_TASK_LAMBDA = 0.001
+# Where another encoder's gate scripts (the Stem Cell Hypothesis' en_<encoder>/gate/*.py) differ from
+# BERT-base's, keyed on the encoder config's ``family`` (conf/encoder/*.yaml). Families the paper did not
+# gate (minilm, albert, xlm-roberta, an unknown encoder) take TASK_LAMBDA.
+FAMILY_LAMBDA = {
+    "roberta": {"srl": 0.002},
+    "electra": {"srl": 0.002},
+    "deberta": {"srl": 0.002, "dep": 0.02},
+}
+LAMBDA = {family: {**TASK_LAMBDA, **own} for family, own in {"bert": {}, **FAMILY_LAMBDA}.items()}
 
 
-def default_lambda(tasks: Sequence[str]) -> float:
-    """The paper's λ for a task set (``heads.lam: null``); a task the paper did not gate gets 0.01."""
+def default_lambda(tasks: Sequence[str], family: str | None = None) -> float:
+    """The paper's λ for a task set on an encoder family (``heads.lam: null``).
+
+    Several tasks sharing one gate set get 0.001 on every encoder; one task gets ``LAMBDA[family][task]``, the
+    BERT-base value for a family the paper did not gate, and 0.01 for a task the paper did not gate.
+    """
     if len(tasks) > 1:
         return MULTI_TASK_LAMBDA
-    return TASK_LAMBDA.get(tasks[0], 0.01)
+    return LAMBDA.get(str(family), TASK_LAMBDA).get(tasks[0], 0.01)
 
 
 def target_count(target: float, total: int) -> float:
@@ -103,12 +116,14 @@ def hard_concrete_gate(
     lam: float | None = None,
     init: str = "xavier",
     target_heads: float | None = None,
+    family: str | None = None,
 ) -> L0Gate:
-    """``conf/heads/hard_concrete.yaml`` -> an :class:`L0Gate`; ``lam: null`` takes the paper's λ."""
+    """``conf/heads/hard_concrete.yaml`` -> an :class:`L0Gate`; ``lam: null`` takes the paper's λ for the
+    task set and the encoder ``family`` (``encoder.family``)."""
     return L0Gate(
         num_layers=num_layers,
         num_heads=num_heads,
-        lam=default_lambda(tasks) if lam is None else float(lam),
+        lam=default_lambda(tasks, family) if lam is None else float(lam),
         target_heads=target_heads,
         init=init,
     )
