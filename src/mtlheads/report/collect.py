@@ -29,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from mtlheads.report import search
 from mtlheads.report.tables import to_latex, to_markdown
 from mtlheads.utils.io import atomic_write_json, atomic_write_text
 
@@ -250,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mtlheads-report", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("dir", type=Path, help="directory searched recursively for metrics.json files")
     parser.add_argument("--out", type=Path, default=None, help="where report.{md,tex,json} go (default: dir)")
+    search.add_arguments(parser)
     args = parser.parse_args(argv)
     if not args.dir.is_dir():
         print(f"error: {args.dir} is not a directory", file=sys.stderr)
@@ -263,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out / "report.md", markdown)
     atomic_write_text(out / "report.tex", to_latex(report))
     atomic_write_json(out / "report.json", report)
-    print(markdown, end="")
+    # A hyperparameter search (an Optuna sweep dir, or --search) also gets search.{md,json,png,pdf}.
+    print(search.report_from_args(args, out) or markdown, end="")
     return 0
 
 

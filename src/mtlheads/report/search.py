@@ -1,0 +1,520 @@
+"""Hyperparameter searches: the report of one, and the Hydra callback that makes Optuna searches resumable.
+
+A search is a set of trial dirs (one run each) that differ in a few *searched keys*: the job dirs of an
+Optuna sweep (``mtlheads -m +hparams_search=<name>``, conf/hparams_search/) or the run dirs of a W&B sweep
+agent (sweeps/*.yaml put them under ``wandb-sweeps/<sweep id>/``).
+
+``mtlheads-report <sweep dir>`` recognises an Optuna sweep dir by its ``multirun.yaml`` (written by
+:class:`OptunaSearch`) and, besides the usual ``report.{md,tex,json}``, writes ``search.md``,
+``search.json`` and ``search.{png,pdf}``: the trials sorted by the objective (the metric the search
+optimised; ``dev/score`` by default, what ``mode=stl|mtl|gate`` return to the sweeper) with the searched
+keys as columns, failed and unfinished trials listed after them, and the objective against each searched
+key. ``--search`` does the same for any other dir (a W&B sweep's), the searched keys then being the
+overrides whose values differ between its runs.
+
+:class:`OptunaSearch` (``hydra.callbacks.search``, set by conf/hparams_search/_optuna.yaml) makes the
+Optuna sweeper's study resumable and its results complete:
+
+- before the sweep, it creates the sweep dir (the sweeper opens its sqlite storage there before it launches
+  anything) and writes ``multirun.yaml`` into it (Hydra's basic sweeper does that, the Optuna sweeper does
+  not; ``resume=true`` finds a sweep dir by it, see :mod:`mtlheads.launch.rundirs`);
+- it refuses a trial dir name (``hydra.sweep.subdir``) that does not name every searched key: trial dirs
+  are named by their parameters, so that a re-run trial lands in its own earlier dir;
+- with ``resume=true`` and a study already in the storage, it marks the trials left running by a killed
+  search as failed, queues again (same parameters, so the same dir: an interrupted trial continues from its
+  ``last.ckpt``) the failed or interrupted trials whose parameters never completed, sets ``n_trials`` to
+  what is left (``n_trials`` minus the completed trials; 0: nothing runs) and offsets the sampler's seed
+  by the number of earlier trials (a re-seeded sampler would otherwise propose the first session's
+  points again);
+- after the sweep, it adds to the sweeper's ``optimization_results.yaml`` the study's trial counts, the
+  best trial's dir and overrides, writes that trial's resolved config as ``best_config.yaml`` and writes
+  the search report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from mtlheads.utils.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger("mtlheads")
+
+MULTIRUN_FILE, RESULTS_FILE, BEST_CONFIG = "multirun.yaml", "optimization_results.yaml", "best_config.yaml"
+METRICS_FILE, FAILURE_FILE, CONFIG_FILE = "metrics.json", "failure.json", "config.yaml"
+SEARCH = "search"  # search.md, search.json, search.png, search.pdf
+OBJECTIVE = "dev/score"
+# Overrides that differ between trials without being searched (a resumed session adds resume=true).
+NOT_SEARCHED = {"resume"}
+_SKIP_DIRS = {".hydra", ".submitit", "wandb", "checkpoints", "gates"}
+
+
+def _key(override_key: str) -> str:
+    """A config key as written in an override (``+trainer.x``, ``++x``, ``~x``) -> the key (``trainer.x``)."""
+    return override_key.lstrip("+~")
+
+
+# ---- what was searched ----------------------------------------------------------------------------
+
+
+def searched_keys(sweeper_params: Mapping | None, task_overrides: Iterable[str]) -> list[str]:
+    """The keys a Hydra sweeper searches: its ``params`` and the command line's sweep overrides.
+
+    Args:
+        sweeper_params: ``hydra.sweeper.params`` (key -> search space, e.g. ``tag(log, interval(1, 2))``).
+        task_overrides: ``hydra.overrides.task``; those in sweep syntax (``a=1,2``, ``interval(...)``)
+            are searched too.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys = [_key(str(k)) for k in (sweeper_params or {})]
+    parsed = OverridesParser.create().parse_overrides([str(o) for o in task_overrides])
+    keys += [_key(o.key_or_group) for o in parsed if o.is_sweep_override()]
+    return list(dict.fromkeys(keys))
+
+
+def _log_keys(sweeper_params: Mapping | None) -> set[str]:
+    """Searched keys with a log-scale space (``tag(log, ...)``)."""
+    return {_key(str(k)) for k, v in (sweeper_params or {}).items() if "log" in str(v)}
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def sweep_info(root: Path) -> dict | None:
+    """What ``multirun.yaml`` says of an Optuna search in ``root`` (None when it is not one)."""
+    saved = _read_yaml(root / MULTIRUN_FILE)
+    hydra = saved.get("hydra") if isinstance(saved, dict) else None
+    sweeper = (hydra or {}).get("sweeper") or {}
+    if "optuna" not in str(sweeper.get("_target_", "")).lower():
+        return None
+    direction = sweeper.get("direction", "minimize")
+    direction = direction[0] if isinstance(direction, list) else direction  # multi-objective: the first
+    params = sweeper.get("params") or {}
+    return {
+        "keys": searched_keys(params, (hydra.get("overrides") or {}).get("task") or []),
+        "log_keys": sorted(_log_keys(params)),
+        "direction": str(direction),
+        "study_name": sweeper.get("study_name"),
+        "n_trials": sweeper.get("n_trials"),
+    }
+
+
+def is_search(root: Path) -> bool:
+    """Whether ``root`` is the sweep dir of an Optuna search."""
+    return sweep_info(root) is not None or (root / RESULTS_FILE).is_file()
+
+
+# ---- the trials -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Trial:
+    """One run of a search.
+
+    Attributes:
+        dir: relative to the search's root.
+        status: ``finished`` (``metrics.json``), ``failed`` (``failure.json``) or ``unfinished``.
+        overrides: the run's command-line overrides (``.hydra/overrides.yaml``): key (without ``+``) ->
+            value as typed.
+        argv: the same overrides as typed (``+key=value``): the run again is ``mtlheads <argv>``.
+        objective: the searched metric (None unless finished and logged).
+        scores: ``dev/score`` and ``test/score`` when present.
+        train_seconds: training wall time.
+        error: ``type: error`` of a failed run.
+    """
+
+    dir: str
+    status: str
+    overrides: dict[str, str] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)
+    objective: float | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    train_seconds: float | None = None
+    error: str = ""
+
+
+def metric(metrics: Mapping, path: str) -> float | None:
+    """``metrics.json`` value at a W&B-style name: ``dev/score`` or ``<split>/<task>/<metric>``."""
+    node: Any = metrics
+    for part in path.split("/"):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+
+
+def _argv(job: Path) -> list[str]:
+    listed = _read_yaml(job / ".hydra" / "overrides.yaml")
+    return [str(o) for o in listed] if isinstance(listed, list) else []
+
+
+def _trial(root: Path, job: Path, objective: str) -> Trial:
+    argv = _argv(job)
+    overrides = {_key(k): v for k, sep, v in (o.partition("=") for o in argv) if sep}
+    trial = Trial(dir=os.path.relpath(job, root), status="unfinished", overrides=overrides, argv=argv)
+    if (job / FAILURE_FILE).is_file():
+        data = _read_yaml(job / FAILURE_FILE)  # JSON is YAML
+        data = data if isinstance(data, dict) else {}
+        trial.status = "failed"
+        trial.error = ": ".join(str(data[k]) for k in ("type", "error") if data.get(k)) or "failure.json"
+        return trial
+    try:
+        metrics = json.loads((job / METRICS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return trial  # running, killed, or a metrics.json that does not parse
+    trial.status = "finished"
+    trial.objective = metric(metrics, objective)
+    trial.scores = {s: v for s in ("dev/score", "test/score") if (v := metric(metrics, s)) is not None}
+    seconds = metrics.get("train_seconds")
+    trial.train_seconds = float(seconds) if isinstance(seconds, (int, float)) else None
+    return trial
+
+
+def collect_trials(root: Path, objective: str = OBJECTIVE) -> list[Trial]:
+    """Every run dir below ``root`` (a dir holding ``.hydra/``, ``metrics.json`` or ``failure.json``)."""
+    trials = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        job = Path(dirpath)
+        if ".hydra" in dirnames or METRICS_FILE in filenames or FAILURE_FILE in filenames:
+            if job != root or ".hydra" in dirnames:  # the root is a trial only for a single run
+                trials.append(_trial(root, job, objective))
+                dirnames[:] = []  # trials are not nested
+                continue
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+    return trials
+
+
+# ---- the report -----------------------------------------------------------------------------------
+
+
+def _number(value: str) -> float | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def build_search_report(
+    root: Path, *, objective: str = OBJECTIVE, minimize: bool | None = None, keys: list[str] | None = None
+) -> dict:
+    """What ``search.json`` holds: trials sorted by the objective (best first), then failed, unfinished.
+
+    Args:
+        root: the sweep dir (or any dir holding the search's runs).
+        objective: a ``metrics.json`` value by its W&B name (``dev/score``, ``dev/pos/acc``).
+        minimize: the direction; None = the Optuna sweeper's (``multirun.yaml``), else maximise.
+        keys: the searched keys; None = the Optuna sweeper's, else the overrides that differ between runs.
+    """
+    info = sweep_info(root) or {}
+    trials = collect_trials(root, objective)
+    if keys is None:
+        keys = info.get("keys") or _varying_keys(trials)
+    if minimize is None:
+        minimize = info.get("direction", "maximize") == "minimize"
+    finished = [t for t in trials if t.status == "finished" and t.objective is not None]
+    finished.sort(key=lambda t: (t.objective if minimize else -t.objective, t.dir))  # type: ignore[operator]
+    rest = [t for t in trials if t not in finished]
+    rest.sort(key=lambda t: (t.status != "finished", t.status != "failed", t.dir))
+    counts = {s: sum(t.status == s for t in trials) for s in ("finished", "failed", "unfinished")}
+    log_keys = set(info.get("log_keys") or [])
+    for k in keys:  # no declared space (a W&B sweep's runs): log scale when positive over >= 20x
+        values = [x for t in finished if (x := _number(t.overrides.get(k))) is not None]
+        if k not in info.get("keys", []) and values and min(values) > 0 and max(values) >= 20 * min(values):
+            log_keys.add(k)
+    results = _read_yaml(root / RESULTS_FILE)
+    return {
+        "root": str(root),
+        "objective": objective,
+        "direction": "minimize" if minimize else "maximize",
+        "keys": keys,
+        "log_keys": sorted(log_keys & set(keys)),
+        "counts": counts,
+        "best": asdict(finished[0]) if finished else None,
+        "trials": [asdict(t) for t in finished + rest],
+        "optuna": results if isinstance(results, dict) else None,
+    }
+
+
+def _varying_keys(trials: list[Trial]) -> list[str]:
+    keys = dict.fromkeys(k for t in trials for k in t.overrides if k not in NOT_SEARCHED)
+    return [k for k in keys if len({t.overrides.get(k) for t in trials}) > 1]
+
+
+def _value(value: str | None) -> str:
+    """An override's value for a table: floats to 4 significant digits, anything else as typed."""
+    if value is None:
+        return ""
+    x = _number(value)
+    return f"{x:.4g}" if x is not None and not value.lstrip("+-").isdigit() else value
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.2f}"
+
+
+def to_markdown(report: dict) -> str:
+    """The search as Markdown: one row per trial, best first; failed and unfinished trials after."""
+    keys, objective = report["keys"], report["objective"]
+    extra = [s for s in ("dev/score", "test/score") if s != objective]
+    c = report["counts"]
+    lines = [f"# Search: {report['root']}", ""]
+    lines.append(
+        f"Objective `{objective}` ({report['direction']}), in %; {sum(c.values())} trials: {c['finished']} "
+        f"finished, {c['failed']} failed, {c['unfinished']} unfinished (running, or killed)."
+    )
+    if report["best"]:
+        best = report["best"]
+        params = ", ".join(f"{k}={_value(best['overrides'].get(k))}" for k in keys)
+        lines.append(f"Best: `{best['dir']}` ({params}): {_pct(best['objective'])}.")
+    lines += ["", "| rank | trial | " + " | ".join([*keys, objective, *extra, "train s", "status"]) + " |"]
+    lines.append("| ---: | --- |" + " ---: |" * (len(keys) + 1 + len(extra) + 1) + " --- |")
+    rank = 0
+    for t in report["trials"]:
+        ranked = t["status"] == "finished" and t["objective"] is not None
+        rank += ranked
+        status = f"failed: {t['error']}" if t["status"] == "failed" else t["status"]
+        seconds = t["train_seconds"]
+        seconds = "" if seconds is None else f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.1f}"
+        cells = [str(rank) if ranked else "–", f"`{t['dir']}`"]
+        cells += [_value(t["overrides"].get(k)) for k in keys]
+        cells += [_pct(t["objective"]), *(_pct(t["scores"].get(s)) for s in extra), seconds, status]
+        lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
+    optuna = report.get("optuna") or {}
+    if "best_value" in optuna:
+        best_params = optuna.get("best_params")
+        lines += ["", f"Optuna's best (`{RESULTS_FILE}`): {best_params} -> {optuna['best_value']}"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, out: Path) -> list[Path]:
+    """The objective against each searched key (one panel per key, the best trial starred): PNG + PDF."""
+    keys = report["keys"]
+    finished = [t for t in report["trials"] if t["status"] == "finished" and t["objective"] is not None]
+    if not keys or not finished:
+        return []
+    from matplotlib.ticker import NullFormatter
+
+    from mtlheads.report.plot import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), squeeze=False, sharey=True)
+    y = [100 * t["objective"] for t in finished]
+    for ax, key in zip(axes[0], keys, strict=True):
+        raw = [t["overrides"].get(key) for t in finished]
+        numbers = [_number(v) for v in raw]
+        if all(x is not None for x in numbers):
+            x: list = numbers
+            if key in report["log_keys"]:
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # minor tick labels would overlap
+        else:  # categorical: one position per value, in first-seen order
+            labels = list(dict.fromkeys(str(v) for v in raw))
+            x = [labels.index(str(v)) for v in raw]
+            ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+        ax.scatter(x, y, s=22, color="tab:blue", zorder=2)
+        ax.scatter([x[0]], [y[0]], s=140, marker="*", color="tab:red", zorder=3, label="best")
+        ax.set_xlabel(key)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"{report['objective']} (%)")
+    axes[0][0].legend(loc="best", fontsize=8)
+    failed = report["counts"]["failed"]
+    fig.suptitle(f"{len(finished)} finished trials" + (f", {failed} failed (not shown)" if failed else ""))
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def write_search_report(root: Path, out: Path | None = None, **options: Any) -> tuple[str, list[Path]]:
+    """Writes ``search.{md,json}`` and the plot (``search.{png,pdf}``) into ``out`` (default ``root``).
+
+    Returns:
+        The Markdown and the files written. ``options``: those of :func:`build_search_report`.
+    """
+    out = Path(out or root)
+    report = build_search_report(Path(root), **options)
+    markdown = to_markdown(report)
+    written = [
+        atomic_write_text(out / f"{SEARCH}.md", markdown),
+        atomic_write_json(out / f"{SEARCH}.json", report),
+    ]
+    written += plot(report, out / SEARCH)
+    return markdown, written
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``mtlheads-report``'s search options."""
+    group = parser.add_argument_group("searches (Optuna sweep dirs are recognised without --search)")
+    group.add_argument("--search", action="store_true", help="report the dir as a search (a W&B sweep's)")
+    group.add_argument("--objective", default=OBJECTIVE, help="the metric searched (default: dev/score)")
+    group.add_argument(
+        "--minimize",
+        action="store_true",
+        default=None,
+        help="lower is better (default: the Optuna sweeper's direction, else max)",
+    )
+    group.add_argument("--keys", default=None, help="searched keys, comma-separated (default: detected)")
+
+
+def report_from_args(args: argparse.Namespace, out: Path) -> str | None:
+    """The search report's Markdown when ``args.dir`` is a search (or ``--search``), else None."""
+    if not (args.search or is_search(args.dir)):
+        return None
+    keys = [k.strip() for k in args.keys.split(",") if k.strip()] if args.keys else None
+    markdown, _ = write_search_report(
+        args.dir, out, objective=args.objective, minimize=args.minimize, keys=keys
+    )
+    return markdown
+
+
+# ---- the Hydra callback of Optuna searches -------------------------------------------------------
+
+
+def _params_key(trial: Any) -> tuple:
+    """A trial's parameters, hashable; a queued trial (WAITING) holds them as ``fixed_params`` until asked."""
+    params = trial.params or trial.system_attrs.get("fixed_params") or {}
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))
+
+
+class OptunaSearch(Callback):
+    """Hydra callback (``hydra.callbacks.search`` in conf/hparams_search/_optuna.yaml); see the module doc."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(str(config.hydra.sweep.dir))
+        sweep.mkdir(parents=True, exist_ok=True)
+        task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+        keys = searched_keys(config.hydra.sweeper.get("params"), task)  # type: ignore[arg-type]
+        subdir = str(OmegaConf.to_container(config.hydra.sweep, resolve=False)["subdir"])  # type: ignore[index]
+        missing = [k for k in keys if "${" + k + "}" not in subdir]
+        if missing:
+            example = "_".join(["${run_name}", *(f"${{{k}}}" for k in keys)])
+            raise ValueError(
+                f"hydra.sweep.subdir={subdir} does not name the searched key(s) {missing}, so trials would "
+                f"share dirs; name every searched key, e.g. 'hydra.sweep.subdir={example}'"
+            )
+        atomic_write_text(sweep / MULTIRUN_FILE, OmegaConf.to_yaml(config))
+        self._prepare_study(config, sweep)
+
+    def _prepare_study(self, config: DictConfig, sweep: Path) -> None:
+        """Resume: queue the unfinished trials again and leave only the remaining ones to the sweeper."""
+        sweeper = config.hydra.sweeper
+        if not sweeper.get("storage"):
+            return
+        import optuna
+        from optuna.trial import TrialState
+
+        try:
+            study = optuna.load_study(study_name=sweeper.study_name, storage=sweeper.storage)
+        except KeyError:  # no such study yet: a fresh search
+            return
+        trials = study.get_trials(deepcopy=False)
+        if not trials:
+            return
+        if not config.get("resume"):
+            raise ValueError(
+                f"{sweep} already holds study '{sweeper.study_name}' ({len(trials)} trials): add resume=true "
+                "to continue it, or choose another hydra.sweep.dir"
+            )
+        done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        queued = {_params_key(t) for t in trials if t.state == TrialState.WAITING}
+        n_queued = sum(t.state == TrialState.WAITING for t in trials)
+        interrupted = [t for t in trials if t.state == TrialState.RUNNING]
+        for t in interrupted:  # one search per storage: whatever still runs was killed with its process
+            study.tell(t.number, state=TrialState.FAIL)
+        seen = {_params_key(t) for t in done} | queued
+        retry = []
+        for t in trials:
+            params_key = _params_key(t)
+            if t.state in (TrialState.FAIL, TrialState.RUNNING) and t.params and params_key not in seen:
+                seen.add(params_key)
+                retry.append(t.params)
+        remaining = max(int(sweeper.n_trials) - len(done), 0)
+        retry = retry[: max(remaining - n_queued, 0)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            for params in retry:
+                study.enqueue_trial(dict(params))
+        with read_write(config.hydra), open_dict(config.hydra):
+            sweeper.n_trials = remaining
+            if sweeper.get("sampler") is not None and sweeper.sampler.get("seed") is not None:
+                sweeper.sampler.seed = int(sweeper.sampler.seed) + len(trials)
+        log.info(
+            "resume: study %s has %d completed, %d interrupted and %d failed trials; running %d more "
+            "(%d again with their parameters)",
+            sweeper.study_name,
+            len(done),
+            len(interrupted),
+            sum(t.state == TrialState.FAIL for t in trials) - len(interrupted),
+            remaining,
+            len(retry) + n_queued,
+        )
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(str(config.hydra.sweep.dir))
+        try:
+            complete_results(sweep, config)
+            markdown, _ = write_search_report(sweep)
+        except Exception as e:  # the trials are safe; `mtlheads-report <sweep dir>` can redo this
+            log.warning("search report not written: %s: %s", type(e).__name__, e)
+            return
+        print(f"\n{markdown}\nsearch report: {sweep / (SEARCH + '.md')}")
+
+
+def complete_results(sweep: Path, config: DictConfig) -> None:
+    """Adds the study's counts and the best trial's dir and overrides to ``optimization_results.yaml``,
+    and copies that trial's resolved config to ``best_config.yaml``."""
+    path = sweep / RESULTS_FILE
+    results = _read_yaml(path)
+    if not isinstance(results, dict) or "best_params" not in results:
+        log.warning("%s missing or without best_params: no best trial to record", path)
+        return
+    sweeper = config.hydra.sweeper
+    if sweeper.get("storage"):
+        import optuna
+
+        study = optuna.load_study(study_name=sweeper.study_name, storage=sweeper.storage)
+        results["study_name"] = str(sweeper.study_name)
+        results["storage"] = str(sweeper.storage)
+        results["trials"] = dict(Counter(t.state.name for t in study.get_trials(deepcopy=False)))
+    best = _find_trial(collect_trials(sweep), results["best_params"], results.get("best_value"))
+    if best is not None:
+        results["best_dir"] = best.dir
+        results["best_overrides"] = best.argv  # `mtlheads <these>` runs the best trial again
+        config_file = sweep / best.dir / CONFIG_FILE
+        if config_file.is_file():
+            shutil.copyfile(config_file, sweep / f".{BEST_CONFIG}.tmp")
+            os.replace(sweep / f".{BEST_CONFIG}.tmp", sweep / BEST_CONFIG)
+            results["best_config"] = BEST_CONFIG
+    atomic_write_text(path, yaml.safe_dump(results, sort_keys=False))
+
+
+def _find_trial(trials: list[Trial], params: Mapping, value: float | None) -> Trial | None:
+    """The finished trial whose overrides hold ``params`` (numbers compared as floats)."""
+
+    def same(a: Any, b: str | None) -> bool:
+        if b is None:
+            return False
+        x = _number(b)
+        return x == float(a) if isinstance(a, (int, float)) and x is not None else str(a) == b
+
+    finished = [t for t in trials if t.status == "finished"]
+    matches = [t for t in finished if all(same(v, t.overrides.get(_key(k))) for k, v in params.items())]
+    if value is not None and len(matches) > 1:
+        matches = [t for t in matches if t.objective == value] or matches
+    return matches[0] if matches else None
