@@ -432,37 +432,37 @@ class OptunaSearch(Callback):
                 "to continue it, or choose another hydra.sweep.dir"
             )
         done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-        queued = {_params_key(t) for t in trials if t.state == TrialState.WAITING}
-        n_queued = sum(t.state == TrialState.WAITING for t in trials)
+        failed = [t for t in trials if t.state == TrialState.FAIL]
         interrupted = [t for t in trials if t.state == TrialState.RUNNING]
-        for t in interrupted:  # one search per storage: whatever still runs was killed with its process
-            study.tell(t.number, state=TrialState.FAIL)
-        seen = {_params_key(t) for t in done} | queued
+        waiting = [t for t in trials if t.state == TrialState.WAITING]  # queued by an earlier resume
+        # Failed or interrupted parameters that never completed and are not queued yet, once each, in order.
+        seen = {_params_key(t) for t in done + waiting}
         retry = []
-        for t in trials:
-            params_key = _params_key(t)
-            if t.state in (TrialState.FAIL, TrialState.RUNNING) and t.params and params_key not in seen:
-                seen.add(params_key)
-                retry.append(t.params)
+        for t in sorted(failed + interrupted, key=lambda t: t.number):
+            if t.params and _params_key(t) not in seen:
+                seen.add(_params_key(t))
+                retry.append(dict(t.params))
         remaining = max(int(sweeper.n_trials) - len(done), 0)
-        retry = retry[: max(remaining - n_queued, 0)]
+        retry = retry[: max(remaining - len(waiting), 0)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            for t in interrupted:  # one search per storage: whatever still runs was killed with its process
+                study.tell(t.number, state=TrialState.FAIL)
             for params in retry:
-                study.enqueue_trial(dict(params))
+                study.enqueue_trial(params)
         with read_write(config.hydra), open_dict(config.hydra):
             sweeper.n_trials = remaining
             if sweeper.get("sampler") is not None and sweeper.sampler.get("seed") is not None:
                 sweeper.sampler.seed = int(sweeper.sampler.seed) + len(trials)
         log.info(
-            "resume: study %s has %d completed, %d interrupted and %d failed trials; running %d more "
-            "(%d again with their parameters)",
+            "resume: study %s has %d completed, %d failed and %d interrupted trials; running %d more "
+            "(first %d again with their parameters)",
             sweeper.study_name,
             len(done),
+            len(failed),
             len(interrupted),
-            sum(t.state == TrialState.FAIL for t in trials) - len(interrupted),
             remaining,
-            len(retry) + n_queued,
+            min(len(retry) + len(waiting), remaining),
         )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
