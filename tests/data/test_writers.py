@@ -30,6 +30,7 @@ from mtlheads.data.writers import (
     write_ptb,
     write_srl_props,
 )
+from mtlheads.tasks.scorer_conventions import read_props
 from mtlheads.tasks.srl_metric import clean_srl, srl_tuples
 from mtlheads.tasks.trees import gold_spans, to_string, to_tree
 
@@ -210,6 +211,15 @@ def test_conllu_raw_sentence_without_layers_is_all_underscores(tmp_path: Path) -
     assert (back[0].pos, back[0].heads, back[0].entities, back[0].srl) == (None, None, None, None)
 
 
+def test_conllu_raw_sentence_misc_from_meta(tmp_path: Path) -> None:
+    # raw text tokenized with offsets: SpaceAfter=No comes from meta["misc"], our NER item goes after it
+    sent = Sentence(words=["Hi", ",", "Zoë"], meta={"text": "Hi, Zoë", "misc": ["SpaceAfter=No", "_", "_"]})
+    path = write_conllu(tmp_path / "m.conllu", [(sent, {"ner": [(0, 0, "PER")]})])
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:] if line]
+    assert [r[9] for r in rows] == ["SpaceAfter=No|NER=B-PER", "_", "_"]
+    assert read_conllu_predictions(path)[0].entities == [(0, 0, "PER")]
+
+
 # ----------------------------------------------------------------------------------------------- IOB2
 
 
@@ -370,6 +380,16 @@ def test_srl_props_layout(tmp_path: Path) -> None:
     frames = [(3, [(2, 2, "ARG1")]), (1, [(0, 0, "ARG0"), (2, 3, "ARG1")])]
     path = write_srl_props(tmp_path / "p.props", [(sent, frames)])
     assert path.read_text(encoding="utf-8") == "- (ARG0*) *\nsaid (V*) *\n- (ARG1* (ARG1*)\nrains *) (V*)\n\n"
+
+
+def test_srl_props_predicate_dash_is_not_read_as_no_predicate(tmp_path: Path) -> None:
+    # a "-" in the first column means "no predicate here": a predicted predicate on the word "-" must not
+    # shift the columns onto the next predicate (found on a real model's predictions)
+    sent = Sentence(words=["well", "-", "known", "facts"])
+    frames = [(1, [(0, 0, "ARG0")]), (2, [(3, 3, "ARG1")])]
+    path = write_srl_props(tmp_path / "p.props", [(sent, frames)])
+    assert path.read_text(encoding="utf-8").splitlines()[1].split(" ")[0] == "-DASH-"
+    assert read_props(path) == [[(1, [(0, 0, "ARG0"), (1, 1, "V")]), (2, [(2, 2, "V"), (3, 3, "ARG1")])]]
 
 
 # ----------------------------------------------------------------------------------------------- GLUE

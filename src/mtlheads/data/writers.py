@@ -55,6 +55,7 @@ from mtlheads.tasks.trees import spans_to_tree, to_string, to_tree
 from mtlheads.utils.io import atomic_write
 
 UNKNOWN_TAG = "XX"  # POS of a word with no tag in a built tree; frameset of a predicted predicate
+DASH_TARGET = "-DASH-"  # srl-eval props: the predicate column of a predicate whose word is "-"
 
 
 def _field(value: object, what: str, *, spaces: bool = True) -> str:
@@ -161,8 +162,8 @@ def write_conllu(path: str | Path, items: Iterable[tuple[Sentence, Mapping[str, 
     """CoNLL-U with predicted layers: ``{"pos": tags, "dep": (heads, rels), "ner": spans, "srl": frames}``.
 
     Any subset of the layers may be given. XPOS, HEAD (1-based, 0 = root) and DEPREL are replaced; NER and
-    SRL go into MISC. Without a CoNLL-U source block the columns come from the sentence (``meta`` lemmas
-    and UPOS, ``pos``, ``heads``/``rels``) or are ``_``.
+    SRL go into MISC. Without a CoNLL-U source block the columns come from the sentence (``meta`` lemmas,
+    UPOS and ``misc``, e.g. ``SpaceAfter=No`` of raw text, ``pos``, ``heads``/``rels``) or are ``_``.
 
     Returns:
         The path written.
@@ -187,6 +188,7 @@ def write_conllu(path: str | Path, items: Iterable[tuple[Sentence, Mapping[str, 
             meta = sentence.meta
             lemmas = meta.get("lemmas") if len(meta.get("lemmas") or ()) == n else None
             upos = meta.get("upos") if len(meta.get("upos") or ()) == n else None
+            base = meta.get("misc") if len(meta.get("misc") or ()) == n else None  # e.g. SpaceAfter=No
             block = [*_comments(sentence, state)]
             for i, word in enumerate(sentence.words):
                 cols = [str(i + 1), word, lemmas[i] if lemmas else "_", upos[i] if upos else "_"]
@@ -196,7 +198,7 @@ def write_conllu(path: str | Path, items: Iterable[tuple[Sentence, Mapping[str, 
                     if sentence.heads and sentence.rels
                     else ["_"] * 2
                 )
-                block.append(cols + ["_", "_"])
+                block.append(cols + ["_", base[i] if base else "_"])
         else:
             state["doc"] = sentence.meta.get("doc_id")
         lines, i = [], 0
@@ -334,15 +336,17 @@ def write_conll2012(path: str | Path, items: Iterable[tuple[Sentence, Mapping[st
 
 
 def write_srl_props(path: str | Path, items: Iterable[tuple[Sentence, Frames]]) -> Path:
-    """CoNLL-2005 props (``srl-eval.pl`` input): the predicate's word (``-`` elsewhere), then one column per
-    predicate, ``(V*)`` added where a frame has no V. Write the gold file the same way (gold frames as
+    """CoNLL-2005 props (``srl-eval.pl`` input): the predicate's word (``-`` elsewhere; a predicate that is
+    the word ``-`` is written :data:`DASH_TARGET`), then one column per predicate, ``(V*)`` added where a
+    frame has no V. Write the gold file the same way (gold frames as
     predictions): srl-eval.pl pairs gold and predicted predicates by position and word."""
 
     def one(f: IO, sentence: Sentence, frames: Frames, state: dict) -> None:
         words = _words(sentence, spaces=False)
         frames = sorted_frames(frames, len(words), add_verb=True)
         columns = [bracket_cells(args, len(words)) for _, args in frames]
-        targets = {p: words[p] for p, _ in frames}
+        # "-" marks a non-predicate row: a predicate whose word is "-" is spelled DASH_TARGET instead
+        targets = {p: words[p] if words[p] != "-" else DASH_TARGET for p, _ in frames}
         f.write(
             "".join(
                 " ".join([targets.get(i, "-"), *(c[i] for c in columns)]) + "\n" for i in range(len(words))
