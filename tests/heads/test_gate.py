@@ -86,6 +86,50 @@ def test_mask_gate_equals_zeroed_projection_columns(family):
     torch.testing.assert_close(gated, run(model), atol=1e-5, rtol=0)
 
 
+# Where each family keeps head h's value projection: (module name of layer l's value Linear, row offset).
+# Written from the transformers model code, independently of the gate's own (output-projection) convention.
+VALUE_ROWS = {
+    "bert": (lambda l: f"encoder.layer.{l}.attention.self.value", 0),
+    "roberta": (lambda l: f"encoder.layer.{l}.attention.self.value", 0),
+    "electra": (lambda l: f"encoder.layer.{l}.attention.self.value", 0),
+    "xlm-roberta": (lambda l: f"encoder.layer.{l}.attention.self.value", 0),
+    "deberta-v2": (lambda l: f"encoder.layer.{l}.attention.self.value_proj", 0),
+    "albert": (lambda l: "encoder.albert_layer_groups.0.albert_layers.0.attention.value", 0),  # shared
+    "distilbert": (lambda l: f"transformer.layer.{l}.attention.v_lin", 0),
+    "modernbert": (lambda l: f"layers.{l}.attn.Wqkv", 2 * D),  # fused Q, K, V rows: (3, H, d_h) in order
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_gating_head_h_equals_zeroing_its_value_rows(family):
+    """Head h's context is softmax(QK^T) V_h: zeroing the rows of W_V (and b_V) that make V_h zeroes it
+    exactly, whatever the attention weights. Gating head h to 0 must give the same output, so the slice the
+    gate scales is head h of the attention and not another head's (an independent check of the slice
+    convention, in particular for ALBERT's shared module, DistilBERT's v_lin and ModernBERT's fused Wqkv)."""
+    model = tiny(family)
+    layer, head, d_h = L - 1, 1, D // H
+    shared = family == "albert"
+    mask = torch.ones(L, H)
+    mask[:, head] = 0 if shared else 1
+    mask[layer, head] = 0
+    with install_head_gate(model, MaskGate(mask=mask)):
+        gated = run(model)
+    name, offset = VALUE_ROWS[family]
+    value = dict(model.named_modules())[name(layer)]
+    rows = slice(offset + head * d_h, offset + (head + 1) * d_h)
+    with torch.no_grad():
+        value.weight[rows] = 0
+        if value.bias is not None:
+            value.bias[rows] = 0
+    by_hand = run(model)
+    torch.testing.assert_close(gated, by_hand, atol=1e-5, rtol=0)
+    other = torch.ones(L, H)  # and it is head h, not any change: gating head h + 1 instead differs
+    other[:, head + 1] = 0
+    model = tiny(family)
+    with install_head_gate(model, MaskGate(mask=other)):
+        assert not torch.allclose(run(model), by_hand, atol=1e-4)
+
+
 @pytest.mark.parametrize("family", ["bert", "albert", "distilbert", "deberta-v2"])
 def test_importance_gate_grad_is_finite_difference(family):
     model = tiny(family, dtype=torch.float64)

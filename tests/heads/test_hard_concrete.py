@@ -12,7 +12,19 @@ from transformers import BertConfig, BertModel
 from mtlheads.heads.gate import MaskGate, install_head_gate
 from mtlheads.heads.hard_concrete import HardConcreteGate, hard_concrete_cdf
 
-CLOSED_BELOW = math.log(0.1 / 1.1)  # log(-l/r) = -2.3979
+# The paper's constants, typed here rather than read from the module: temperature β = 0.33 and stretch
+# (-0.1, 1.1), the defaults of the Stem Cell code's ConcreteGate (Voita et al. 2019's hard concrete of
+# Louizos et al. 2018, whose experiments use β = 2/3).
+BETA, LOW, HIGH = 0.33, -0.1, 1.1
+CLOSED_BELOW = -2.3979  # log(-l/r) = log(0.1/1.1) = -ln 11, by hand: at or below it the eval gate is 0
+
+
+def paper_cdf(z: float, log_alpha: float) -> float:
+    """P(sample <= z), 0 <= z < 1, of Louizos et al.'s stretched and clamped concrete, written out again:
+    ``z = clamp(σ((logit u + log α)/β)(r - l) + l, 0, 1)`` with ``u ~ U(0, 1)``, so ``z <= t`` iff
+    ``logit u <= β logit((t - l)/(r - l)) - log α``, and ``logit u`` is standard logistic."""
+    q = (z - LOW) / (HIGH - LOW)
+    return 1.0 / (1.0 + math.exp(log_alpha - BETA * math.log(q / (1.0 - q))))
 
 
 def _grid_gate(log_alpha: float, n: int = 40_000) -> HardConcreteGate:
@@ -31,13 +43,28 @@ def test_samples_follow_the_analytic_hard_concrete_cdf(log_alpha):
     n = z.size
     grid = np.concatenate([[0.0], np.linspace(1e-4, 1 - 1e-4, 400)])
     empirical = np.array([(z <= g).mean() for g in grid])
-    analytic = np.array([hard_concrete_cdf(g, log_alpha) for g in grid])
+    analytic = np.array([paper_cdf(g, log_alpha) for g in grid])  # β = 0.33: not the module's constant
     ks = np.abs(empirical - analytic).max()
     assert ks < 1.63 / math.sqrt(n)  # the 1% critical value of the KS statistic
     # The atom at 1: every sample above (1 - l)/(r - l) in s is clamped to exactly 1.
-    assert (z == 1.0).mean() == pytest.approx(
-        1 - hard_concrete_cdf(1 - 1e-12, log_alpha), abs=4 / math.sqrt(n)
-    )
+    assert (z == 1.0).mean() == pytest.approx(1 - paper_cdf(1 - 1e-12, log_alpha), abs=4 / math.sqrt(n))
+    # the module's own analytic CDF (used by the penalty test below) is the paper's
+    assert [hard_concrete_cdf(g, log_alpha) for g in grid] == pytest.approx(analytic.tolist(), abs=1e-12)
+
+
+def test_constants_against_values_computed_by_hand():
+    """Numbers worked out on paper from β = 0.33, l = -0.1, r = 1.1, against the gate's behaviour."""
+    gate = HardConcreteGate(num_layers=1, num_heads=4)
+    with torch.no_grad():
+        gate.log_alpha.copy_(torch.tensor([[0.0, -2.397, -2.399, 2.399]]))
+    # P(open) = σ(log α - β log(-l/r)) = σ(0.33 ln 11) = σ(0.79130) = 0.68810 at log α = 0
+    assert float(gate.prob_open()[0, 0]) == pytest.approx(0.68810, abs=5e-5)
+    # eval gate σ(log α)·1.2 - 0.1: 0.5 at 0; just above -2.3979 open but tiny; below it 0; above 2.3979 1
+    z = gate.eval()().detach()[0]
+    assert float(z[0]) == pytest.approx(0.5) and 0 < float(z[1]) < 1e-3 and z[2] == 0 and z[3] == 1
+    # the sample's spread is β's: P(z <= 0.9 | log α = 0) = σ(0.33 logit(1/1.2)) = σ(0.33 ln 5) = 0.62973
+    assert paper_cdf(0.9, 0.0) == pytest.approx(0.62973, abs=5e-5)
+    assert (_grid_gate(0.0)().detach() <= 0.9).double().mean() == pytest.approx(0.62973, abs=0.01)
 
 
 @pytest.mark.parametrize("log_alpha", [-4.0, -2.0, 0.0, 2.0])
@@ -45,7 +72,7 @@ def test_penalty_is_the_probability_of_a_nonzero_gate(log_alpha):
     gate = _grid_gate(log_alpha)
     nonzero = float((gate() > 0).double().mean())
     p = float(gate.prob_open().detach()[0, 0])
-    assert p == pytest.approx(1 - hard_concrete_cdf(0.0, log_alpha), abs=1e-6)  # analytic
+    assert p == pytest.approx(1 - paper_cdf(0.0, log_alpha), abs=1e-6)  # analytic, the paper's β
     assert nonzero == pytest.approx(p, abs=4 * math.sqrt(p * (1 - p) / gate.log_alpha.numel()) + 1e-4)
     # the penalty: Σ over heads, mean over layers
     assert float(gate.penalty().detach()) == pytest.approx(p * gate.num_heads, rel=1e-5)

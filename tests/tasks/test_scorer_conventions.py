@@ -139,6 +139,55 @@ def test_dep_conventions_on_written_conllu_files(tmp_path: Path) -> None:
     assert official["uas"] < 1.0 and official["las"] == official["uas"]  # punctuation counts, subtypes don't
 
 
+def _conllu(rows: list[tuple]) -> str:
+    """A CoNLL-U sentence from (id, form, upos, head, deprel) rows; range and empty-node lines get "_"."""
+    lines = ["# sent_id = fixture-1", "# text = You cannot pay $5 (really)."]
+    for i, form, upos, head, rel in rows:
+        if "-" in i:
+            lines.append(f"{i}\t{form}" + "\t_" * 8)
+        elif "." in i:  # an empty node: no basic head, only an enhanced one in DEPS
+            lines.append(f"{i}\t{form}\t{form}\t{upos}\t_\t_\t_\t_\t4:conj\t_")
+        else:
+            lines.append(f"{i}\t{form}\t{form.lower()}\t{upos}\t_\t_\t{head}\t{rel}\t_\t_")
+    return "\n".join(lines) + "\n\n"
+
+
+# A multiword token (2-3 "cannot" = can + not), an empty node (9.1), bracket punctuation and "$" (Unicode Sc,
+# not punctuation), relation subtypes. (id, form, upos, gold head, gold rel, predicted head, predicted rel)
+MWT_FIXTURE = [
+    ("1", "You", "PRON", 4, "nsubj", 4, "nsubj:pass"),  # subtype added: universal part right
+    ("2-3", "cannot", "_", None, None, None, None),
+    ("2", "can", "AUX", 4, "aux", 4, "aux"),
+    ("3", "not", "PART", 4, "advmod", 2, "advmod"),  # wrong head
+    ("4", "pay", "VERB", 0, "root", 0, "root"),
+    ("5", "$", "SYM", 4, "obj", 4, "iobj"),  # wrong relation
+    ("6", "5", "NUM", 5, "nummod", 5, "nummod"),
+    ("7", "(", "PUNCT", 8, "punct", 4, "punct"),  # punctuation, wrong head
+    ("8", "really", "ADV", 4, "advmod:emph", 4, "advmod"),  # subtype dropped
+    ("9", ")", "PUNCT", 8, "punct", 8, "punct"),
+    ("9.1", "pay", "VERB", None, None, None, None),
+    ("10", ".", "PUNCT", 4, "punct", 4, "punct"),
+]
+
+
+def test_dep_known_answers_with_a_multiword_token_and_an_empty_node(tmp_path: Path) -> None:
+    """Counted by hand. CoNLL 2018 (conll18_ud_eval.py): the 10 syntactic words (the range line and the
+    empty node are not words), heads right for 8 (not 3, "(" 7), heads and universal relations right for 7
+    (also "$" 5: iobj != obj). DepMetric: the 7 words that are not punctuation ("$" and "5" count), heads
+    right for 6, heads and whole relations right for 3 (can, pay, 5)."""
+    gold_file, pred_file = tmp_path / "gold.conllu", tmp_path / "pred.conllu"
+    gold_file.write_text(_conllu([(r[0], r[1], r[2], r[3], r[4]) for r in MWT_FIXTURE]), encoding="utf-8")
+    pred_file.write_text(_conllu([(r[0], r[1], r[2], r[5], r[6]) for r in MWT_FIXTURE]), encoding="utf-8")
+    (gold,), (pred,) = read_conllu(gold_file), read_conllu(pred_file)
+    assert gold.words == ["You", "can", "not", "pay", "$", "5", "(", "really", ")", "."]
+    official = {"uas": 8 / 10, "las": 7 / 10}
+    assert conll18_from_files(gold_file, pred_file) == pytest.approx(official)
+    assert conll2018_attachment([(pred.heads, pred.rels)], [gold]) == pytest.approx(official)
+    ours = DepMetric()
+    ours.update([(pred.heads, pred.rels)], [gold])
+    assert ours.compute() == pytest.approx({"uas": 6 / 7, "las": 3 / 7})
+
+
 # ------------------------------------------------------------------------------- CON: EVALB, COLLINS.prm
 
 # (gold, predicted, EVALB (matched, gold, predicted)); ours is the same on these
