@@ -310,6 +310,11 @@ def test_a_search_whose_trial_dirs_do_not_name_a_searched_key_is_refused(tmp_pat
                 cfg.hydra.overrides.task.append("optim.warmup=interval(0.0, 0.2)")
         with pytest.raises(ValueError, match=r"\['optim.warmup'\]"):
             search.OptunaSearch().on_multirun_start(config=cfg)
+    # What the sweeper searches: swept values in its params or on the command line, minus fixed ones.
+    params = {"heads.lam": "tag(log, interval(1e-4, 1e-1))"}
+    task = ["+hparams_search=gate_pos_lam", "heads.lam=null", "heads.target_heads=interval(0.1, 0.7)"]
+    assert search.searched_keys(params, task) == ["heads.target_heads"]
+    assert search.searched_keys(params, ["heads.lam=choice(0.1, 0.01)"]) == ["heads.lam"]
 
 
 def _wait(find: Callable[[], Any], proc: subprocess.Popen, what: str, timeout: float = 300) -> Any:

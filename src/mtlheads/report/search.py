@@ -72,19 +72,20 @@ def _key(override_key: str) -> str:
 
 
 def searched_keys(sweeper_params: Mapping | None, task_overrides: Iterable[str]) -> list[str]:
-    """The keys a Hydra sweeper searches: its ``params`` and the command line's sweep overrides.
+    """The keys the Optuna sweeper searches, as it decides them.
 
     Args:
         sweeper_params: ``hydra.sweeper.params`` (key -> search space, e.g. ``tag(log, interval(1, 2))``).
-        task_overrides: ``hydra.overrides.task``; those in sweep syntax (``a=1,2``, ``interval(...)``)
-            are searched too.
+        task_overrides: ``hydra.overrides.task``; one in sweep syntax (``interval(...)``, ``a,b``) is searched
+            too, and a plain value fixes its key, also a key of ``sweeper_params`` (``heads.lam=0.01``).
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    keys = [_key(str(k)) for k in (sweeper_params or {})]
-    parsed = OverridesParser.create().parse_overrides([str(o) for o in task_overrides])
-    keys += [_key(o.key_or_group) for o in parsed if o.is_sweep_override()]
-    return list(dict.fromkeys(keys))
+    given = [f"{k}={v}" for k, v in (sweeper_params or {}).items()] + [str(o) for o in task_overrides]
+    parsed = OverridesParser.create().parse_overrides(given)
+    fixed = {_key(o.key_or_group) for o in parsed if not o.is_sweep_override()}
+    swept = [_key(o.key_or_group) for o in parsed if o.is_sweep_override()]
+    return [k for k in dict.fromkeys(swept) if k not in fixed]
 
 
 def _log_keys(sweeper_params: Mapping | None) -> set[str]:
