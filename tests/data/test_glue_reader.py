@@ -220,7 +220,7 @@ def test_file_errors(tmp_path: Path) -> None:
     rows = [["sentence", "label"], ["a", "1"], [""], ["b", "0"]]
     assert_error(write(tmp_path, "blank.tsv", rows), "sst2", 3, "blank line")
     (tmp_path / "bin.tsv").write_bytes(b"sentence\tlabel\n\xff\xfe\t1\n")
-    assert_error(tmp_path / "bin.tsv", "sst2", None, "not UTF-8")
+    assert_error(tmp_path / "bin.tsv", "sst2", 2, "not UTF-8: byte 0xff at column 1")  # line, not offset
 
 
 def test_trailing_blank_lines_and_crlf(tmp_path: Path) -> None:

@@ -8,10 +8,12 @@ Fields are split on tabs with ``csv.QUOTE_NONE``: GLUE sentences contain stray `
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtlheads.data.conllu_reader import read_text
 from mtlheads.data.sentence import DataFormatError
 
 _STD_SPLITS = {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"}
@@ -116,25 +118,19 @@ def _read_rows(path: str) -> list[tuple[int, list[str]]]:
     """(1-based line, fields) for every line; blank lines are allowed only at the end of the file."""
     rows: list[tuple[int, list[str]]] = []
     blank: int | None = None
+    # read_text: missing file, directory and non-UTF-8 bytes are errors with file (and line). A leading BOM
+    # (MRPC train/dev start with one) is dropped; newline="" lets csv see the file's own line ends.
+    reader = csv.reader(io.StringIO(read_text(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: MRPC train/dev start with a BOM
-            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-            try:
-                for fields in reader:
-                    if not fields or fields == [""]:
-                        blank = blank or reader.line_num
-                        continue
-                    if blank is not None:
-                        raise DataFormatError(path, blank, "blank line inside the file")
-                    rows.append((reader.line_num, fields))
-            except csv.Error as e:
-                raise DataFormatError(path, reader.line_num, f"cannot split into fields: {e}") from None
-    except FileNotFoundError:
-        raise DataFormatError(path, None, "file not found") from None
-    except UnicodeDecodeError as e:
-        raise DataFormatError(path, None, f"not UTF-8: {e}") from None
-    except OSError as e:
-        raise DataFormatError(path, None, f"cannot read: {e}") from None
+        for fields in reader:
+            if not fields or fields == [""]:
+                blank = blank or reader.line_num
+                continue
+            if blank is not None:
+                raise DataFormatError(path, blank, "blank line inside the file")
+            rows.append((reader.line_num, fields))
+    except csv.Error as e:
+        raise DataFormatError(path, reader.line_num, f"cannot split into fields: {e}") from None
     return rows
 
 
@@ -165,9 +161,9 @@ def read_glue(path: str | Path, *, task: str) -> list[GlueExample]:
         label column (the official test files).
 
     Raises:
-        DataFormatError: Missing or non-UTF-8 file, empty file, a header lacking the task's text columns,
-            a row whose number of fields differs from the header's, a blank line before the last row,
-            an unknown label (classification) or a score that is not a number in [0, 5] (STS-B).
+        DataFormatError: Missing or non-UTF-8 file, empty or header-only file, a header lacking the task's
+            text columns, a row whose number of fields differs from the header's, a blank line before the
+            last row, an unknown label (classification) or a score that is not a number in [0, 5] (STS-B).
         KeyError: ``task`` is not a GLUE task.
     """
     name = glue_task_name(task)
@@ -185,6 +181,8 @@ def read_glue(path: str | Path, *, task: str) -> list[GlueExample]:
             raise DataFormatError(
                 path, rows[0][0], f"{name} header lacks column(s) {missing}; header is {header}"
             )
+    if not data:  # a header and no rows: a run would train or evaluate on nothing
+        raise DataFormatError(path, rows[0][0], f"{name} file with a header line only, no examples")
     where = {c: header.index(c) for c in cols.values() if c is not None and c in header}
     labelled = cols["label"] in where
     stem = Path(path).stem

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mtlheads.errors import UserError
 
-class DataFormatError(ValueError):
-    """Malformed input, located by file and (1-based) line number."""
+
+class DataFormatError(UserError, ValueError):
+    """Malformed input, located by file and (1-based) line number: a user error (:mod:`mtlheads.errors`)."""
 
     def __init__(self, path: str, line: int | None, message: str):
         self.path, self.line, self.message = str(path), line, message
