@@ -10,15 +10,20 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
+from mtlheads.data.sentence import DataFormatError
 from mtlheads.encoder.load import load_encoder
 from mtlheads.encoder.word_encoder import WordEncoder
+from mtlheads.errors import ConfigError, MissingFileError, UserError, one_line
 from mtlheads.heads.gate import HeadGate, head_shape
 from mtlheads.model import MultiTaskModel, OptimConfig
 from mtlheads.tasks.base import Task
 from mtlheads.training.data import TaskSplit, subword_lengths
+from mtlheads.validate import check_alignment
 
 SPLITS = ("train", "dev", "test")
 
@@ -47,13 +52,34 @@ def wrap_encoder(model, tokenizer, cfg: DictConfig) -> WordEncoder:
 def build_tasks(cfg: DictConfig, *, single_task: bool = False) -> dict[str, Task]:
     """``cfg.tasks`` (name -> {task, train, dev, test}) -> task objects, in config order."""
     if not cfg.get("tasks"):
-        raise ValueError("config key 'tasks' is empty: choose a task set, e.g. taskset=ewt3 or taskset=pos")
-    if single_task and len(cfg.tasks) != 1:
-        raise ValueError(
-            f"mode=stl trains one task but taskset gives {list(cfg.tasks)}: "
-            "use taskset=<one task> or mode=mtl"
+        raise ConfigError(
+            "config key 'tasks' is empty: choose a task set, e.g. taskset=ewt3 or taskset=pos", key="tasks"
         )
-    return {name: instantiate(tc.task) for name, tc in cfg.tasks.items()}
+    if single_task and len(cfg.tasks) != 1:
+        raise ConfigError(
+            f"mode=stl trains one task but taskset gives {list(cfg.tasks)}: "
+            "use taskset=<one task> or mode=mtl",
+            key="taskset",
+        )
+    return {name: instantiate_config(tc.task, f"tasks.{name}.task") for name, tc in cfg.tasks.items()}
+
+
+def instantiate_config(node: DictConfig, key: str, **kwargs):
+    """``hydra.utils.instantiate(node, **kwargs)``; a constructor that rejects the config's values (a
+    ValueError, a missing file, an unknown argument, Lightning's MisconfigurationException) becomes a
+    :class:`~mtlheads.errors.ConfigError` naming ``key``. Other errors are bugs and pass unchanged."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, UserError):
+            raise cause from e
+        rejected = isinstance(cause, (ValueError, FileNotFoundError, MisconfigurationException)) or (
+            isinstance(cause, TypeError) and "argument" in str(cause)
+        )
+        if not rejected:
+            raise
+        raise ConfigError(f"config key {key}: {one_line(cause)}", key=key) from e
 
 
 def build_head_gate(cfg: DictConfig | None, encoder: WordEncoder, tasks: list[str]) -> HeadGate | None:
@@ -76,13 +102,32 @@ def build_model(cfg: DictConfig, tasks: Mapping[str, Task], encoder: WordEncoder
     )
 
 
-def read_split(task: Task, path: str, tokenizer) -> TaskSplit:
-    """Reads one file with the task's reader and measures subword lengths."""
+def read_split(task: Task, path: str, tokenizer, *, key: str | None = None) -> TaskSplit:
+    """Reads one file with the task's reader and measures subword lengths.
+
+    Args:
+        task: the task whose reader reads the file.
+        path: the file.
+        tokenizer: the encoder's tokenizer.
+        key: the config key that named the file (e.g. ``tasks.pos.dev``), for error messages.
+
+    Raises:
+        MissingFileError: no such file.
+        DataFormatError: a directory, a malformed file, or a file with no sentences (empty, comments or a
+            header only): a run must train and evaluate on something.
+    """
+    named = f"task '{task.name}'" + (f", config key {key}" if key else "")
+    if Path(path).is_dir():
+        raise DataFormatError(str(path), None, f"is a directory, not a data file ({named})")
     if not Path(path).is_file():
-        raise FileNotFoundError(
-            f"{path}: no such file (task '{task.name}'); check data_dir or the task's files"
-        )
+        raise MissingFileError(f"{path}: no such file ({named}); check data_dir or the task's files")
     sentences = task.read(path)
+    if not sentences:
+        raise DataFormatError(
+            str(path),
+            None,
+            f"no sentences in the file ({named}): it is empty or holds only comments/a header",
+        )
     return TaskSplit(sentences=sentences, lengths=subword_lengths(tokenizer, task, sentences))
 
 
@@ -91,12 +136,20 @@ def read_task_data(
 ) -> dict[str, dict[str, TaskSplit]]:
     """Reads every split of every task and fits each task's vocabulary on its train split.
 
-    A split whose file is null (e.g. GLUE test sets, which have no labels) is left out.
+    A split whose file is null (e.g. GLUE test sets, which have no labels) is left out. Files of several
+    layers of the same sentences (e.g. EWT's UD, NER and CoNLL-2012 files) must agree on every sentence's
+    number of words (:func:`mtlheads.validate.check_alignment`).
     """
     data = {
-        name: {s: read_split(task, cfg.tasks[name][s], tokenizer) for s in splits if cfg.tasks[name].get(s)}
+        name: {
+            s: read_split(task, cfg.tasks[name][s], tokenizer, key=f"tasks.{name}.{s}")
+            for s in splits
+            if cfg.tasks[name].get(s)
+        }
         for name, task in tasks.items()
     }
+    for split in splits:
+        check_alignment({str(cfg.tasks[n][split]): d[split].sentences for n, d in data.items() if split in d})
     for name, task in tasks.items():
         if "train" in data[name]:
             task.fit_vocab(data[name]["train"].sentences)

@@ -17,8 +17,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from mtlheads.build import read_split
+from mtlheads.build import instantiate_config, read_split
 from mtlheads.checkpoint import BEST, CHECKPOINT_DIR, read_checkpoint, stamp
+from mtlheads.errors import ConfigError
 from mtlheads.model import MultiTaskModel
 from mtlheads.training.checkpointing import AtomicCheckpointIO, LastCheckpoint, ResumeState, resume_checkpoint
 from mtlheads.training.data import MultiTaskBatchSampler, TaskSplit, eval_loaders, train_loader
@@ -103,8 +104,9 @@ def fit(
         all_callbacks.append(
             pl.callbacks.EarlyStopping(monitor="dev/score", mode="max", patience=cfg.patience)
         )
-    trainer: pl.Trainer = instantiate(
+    trainer: pl.Trainer = instantiate_config(
         cfg.trainer,
+        "trainer",
         callbacks=all_callbacks,
         logger=logger,
         default_root_dir=str(out),
@@ -130,6 +132,7 @@ def fit(
     trainer.fit(model, train_dataloaders=train, val_dataloaders=list(dev.values()), ckpt_path=last)
     train_seconds = time.perf_counter() - started
     best = best_ckpt.best_model_path or None
+    _check_trained(trainer, best)
     best_epoch = int(read_checkpoint(best)["epoch"]) if best else None
 
     # The best checkpoint with test-time decoding (e.g. MST for DEP), on dev, test and extra files.
@@ -139,7 +142,7 @@ def fit(
     }
     for name, tc in cfg.tasks.items():
         for label, path in (tc.get("extra") or {}).items():
-            split = read_split(model.tasks[name], path, tokenizer)
+            split = read_split(model.tasks[name], path, tokenizer, key=f"tasks.{name}.extra.{label}")
             extra = eval_loaders({name: split}, tasks=model.tasks, tokenizer=tokenizer, batch=cfg.batch)
             scores = evaluate(trainer, model, extra, split="dev", ckpt=best)[name]
             results.setdefault("extra", {}).setdefault(name, {})[label] = scores
@@ -153,6 +156,22 @@ def fit(
     )
 
 
+def _check_trained(trainer: pl.Trainer, best: str | None) -> None:
+    """Scores are only worth writing for a model that trained and was selected on a dev evaluation."""
+    if trainer.global_step == 0:
+        raise ConfigError(
+            "the run trained no step (see trainer.max_epochs, trainer.max_steps, "
+            "trainer.limit_train_batches, trainer.max_time): nothing to score",
+            key="trainer",
+        )
+    if best is None:
+        raise ConfigError(
+            "no dev evaluation ran (see trainer.limit_val_batches, trainer.check_val_every_n_epoch against "
+            "trainer.max_epochs): no best checkpoint to score",
+            key="trainer",
+        )
+
+
 def train_batch_sampler(cfg: DictConfig, data: Mapping, trainer: pl.Trainer) -> MultiTaskBatchSampler:
     """This rank's training batches: groups of ``batch.shards`` same-task batches, one per rank and step.
 
@@ -162,19 +181,21 @@ def train_batch_sampler(cfg: DictConfig, data: Mapping, trainer: pl.Trainer) -> 
     to it, every update trains on the same batches as ``trainer=ddp trainer.devices=<shards>``.
 
     Raises:
-        ValueError: ``batch.shards`` is neither null nor the world size under DDP, or on one process is not
+        ConfigError: ``batch.shards`` is neither null nor the world size under DDP, or on one process is not
             a divisor of ``accumulate_grad_batches``.
     """
     world, accumulate = trainer.world_size, trainer.accumulate_grad_batches
     shards = cfg.batch.get("shards") or world
     if world > 1 and shards != world:
-        raise ValueError(
-            f"batch.shards={shards} with {world} DDP processes: set batch.shards=null or {world}"
+        raise ConfigError(
+            f"batch.shards={shards} with {world} DDP processes: set batch.shards=null or {world}",
+            key="batch.shards",
         )
     if world == 1 and accumulate % shards:
-        raise ValueError(
+        raise ConfigError(
             f"batch.shards={shards} on one process emulates {shards} ranks: it needs "
-            f"trainer.accumulate_grad_batches to be a multiple of it, got {accumulate}"
+            f"trainer.accumulate_grad_batches to be a multiple of it, got {accumulate}",
+            key="batch.shards",
         )
     split = accumulate * world
     return MultiTaskBatchSampler(
