@@ -6,13 +6,13 @@ scheduler, RNG and sampler states a resume needs) is a Lightning checkpoint whos
 (``mode=prune``) is a folder: ``encoder/`` (the smaller transformers model, see ``heads.prune``) and
 ``model.pt`` (decoders, vocabularies, config). :func:`load_model` reads either, or a run dir.
 
-Checkpoints load with ``torch.load(weights_only=True)``: a file that needs arbitrary unpickling is refused.
+Checkpoints load with ``torch.load(weights_only=True)``: a file that needs arbitrary unpickling is refused
+(:class:`~mtlheads.errors.CheckpointError`, naming the file) unless the run says ``trust_checkpoint=true``.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mtlheads.build import build_encoder, build_head_gate, build_model, build_tasks, wrap_encoder
+from mtlheads.errors import CheckpointError
 from mtlheads.heads.gate import HeadGate, MaskGate
 from mtlheads.heads.masks import TaskMaskGate
 from mtlheads.heads.prune import load_pruned, save_pruned
 from mtlheads.model import MultiTaskModel
 from mtlheads.tasks.base import Task
-from mtlheads.utils.io import atomic_save
+from mtlheads.utils.io import atomic_save, load_torch_file
+from mtlheads.utils.io import trusting as trusting  # re-exported: the switch for every checkpoint load
 
 CONFIG_KEY, VOCAB_KEY = "mtlheads_config", "mtlheads_vocab"
 CHECKPOINT_DIR, BEST, LAST = "checkpoints", "best.ckpt", "last.ckpt"
@@ -41,22 +43,21 @@ def stamp(model: MultiTaskModel, cfg: DictConfig | dict) -> None:
     }
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with errors that name the file."""
+def read_checkpoint(path: str | os.PathLike, *, trust: bool | None = None) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` with errors that name the file.
+
+    Args:
+        path: the checkpoint file.
+        trust: load with full unpickling (only for files you made yourself); None: as
+            :func:`~mtlheads.utils.io.trusting` says (config key ``trust_checkpoint``, false by default).
+
+    Raises:
+        CheckpointError: missing, unreadable, refused by the weights-only load, or not a dict.
+    """
     path = Path(path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(
-            f"{path}: refused to load: it holds objects a weights-only load does not allow ({e}); "
-            "only load checkpoints you trust"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from None
+    data = load_torch_file(path, trust=trust)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: not an mtlheads checkpoint (a {type(data).__name__}, not a dict)")
+        raise CheckpointError(f"{path}: not an mtlheads checkpoint (a {type(data).__name__}, not a dict)")
     return data
 
 
@@ -68,7 +69,7 @@ def best_checkpoint(path: str | os.PathLike) -> Path:
     candidate = path / CHECKPOINT_DIR / BEST
     if candidate.is_file():
         return candidate
-    raise FileNotFoundError(f"config key 'ckpt': no checkpoint file at {str(path)!r} (nor {candidate})")
+    raise CheckpointError(f"config key ckpt={path}: no checkpoint file there (nor {candidate})")
 
 
 def restore_tasks(config: dict, vocab: dict) -> dict[str, Task]:
@@ -76,7 +77,7 @@ def restore_tasks(config: dict, vocab: dict) -> dict[str, Task]:
     tasks = build_tasks(OmegaConf.create(config))
     missing = [name for name in tasks if name not in vocab]
     if missing:
-        raise ValueError(f"checkpoint has no vocabulary for task(s) {missing}")
+        raise CheckpointError(f"checkpoint has no vocabulary for task(s) {missing}")
     for name, task in tasks.items():
         task.load_vocab_state(vocab[name])
     return tasks
@@ -88,11 +89,13 @@ def load_model(path: str | os.PathLike) -> tuple[MultiTaskModel, Any, DictConfig
     if path and (Path(path) / PRUNED_MODEL).is_file():
         return load_pruned_model(path)
     if not path:
-        raise FileNotFoundError("config key 'ckpt' is not set: give a run dir or a checkpoint file")
+        raise CheckpointError(
+            "config key 'ckpt' is not set: give a run dir or a checkpoint file, e.g. ckpt=<run dir>"
+        )
     file = best_checkpoint(path)
     ckpt = read_checkpoint(file)
-    if CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
-        raise ValueError(f"{file}: not an mtlheads checkpoint (no '{CONFIG_KEY}' entry)")
+    if CONFIG_KEY not in ckpt or "state_dict" not in ckpt or VOCAB_KEY not in ckpt:
+        raise CheckpointError(f"{file}: not an mtlheads checkpoint (no state_dict, config and vocabularies)")
     config, state = _upgrade(ckpt[CONFIG_KEY], ckpt["state_dict"])
     cfg = OmegaConf.create(config)
     tasks = restore_tasks(config, ckpt[VOCAB_KEY])
@@ -144,6 +147,8 @@ def load_pruned_model(path: str | os.PathLike) -> tuple[MultiTaskModel, Any, Dic
     """A folder written by :func:`save_pruned_model` -> (model in eval mode, tokenizer, config)."""
     path = Path(path)
     saved = read_checkpoint(path / PRUNED_MODEL)
+    if not {CONFIG_KEY, VOCAB_KEY, "decoders"} <= set(saved):
+        raise CheckpointError(f"{path / PRUNED_MODEL}: not a pruned mtlheads model (no config or decoders)")
     cfg = OmegaConf.create(saved[CONFIG_KEY])
     tasks = restore_tasks(saved[CONFIG_KEY], saved[VOCAB_KEY])
     hf_model, tokenizer = load_pruned(

@@ -1,7 +1,10 @@
 """Checkpoints a run can be killed (``kill -9``) at any point and resumed from, bit for bit.
 
 * :class:`AtomicCheckpointIO` writes a temp file in the same directory, fsyncs it and renames it over the
-  target, so an interrupted write never leaves a truncated ``last.ckpt`` that a resume would trust.
+  target, so an interrupted write never leaves a truncated ``last.ckpt`` that a resume would trust. It also
+  loads every checkpoint Lightning reads (the resume, the best checkpoint's evaluation) weights-only, like
+  :func:`mtlheads.checkpoint.read_checkpoint`; a ``last.ckpt`` that cannot be read (damaged after it was
+  written, e.g. by a copy cut short) is an error that says which file to delete.
 * :class:`LastCheckpoint` writes ``last.ckpt`` every N optimizer steps and at every epoch end.
 * :class:`ResumeState` adds to every checkpoint what Lightning does not save: the RNG states, the batch
   sampler's position in the epoch and the model's per-epoch dev ``history``.
@@ -30,8 +33,9 @@ from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.trainer.states import TrainerFn
 
+from mtlheads.errors import CheckpointError
 from mtlheads.training.data import MultiTaskBatchSampler
-from mtlheads.utils.io import atomic_save
+from mtlheads.utils.io import atomic_save, load_torch_file
 
 log = logging.getLogger("mtlheads")
 
@@ -46,6 +50,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = atomic_save(checkpoint, path)
         _fsync_dir(path.parent)  # makes the rename itself durable (power loss, not just a killed process)
+
+    def load_checkpoint(
+        self, path, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Weights-only unless the run trusts its files (``trust_checkpoint``), whatever Lightning asks."""
+        if "://" in str(path):  # remote storage: Lightning's own reader, still weights-only
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        try:
+            checkpoint = load_torch_file(path, map_location=map_location)
+        except CheckpointError as e:
+            if Path(path).name != LAST:
+                raise
+            raise CheckpointError(
+                f"{e}. resume=true cannot continue from it: delete {path} to start this run afresh "
+                "(or restore the file)"
+            ) from None
+        if not isinstance(checkpoint, dict):
+            raise CheckpointError(f"{path}: not a checkpoint (a {type(checkpoint).__name__}, not a dict)")
+        return checkpoint
 
 
 def _fsync_dir(path: Path) -> None:
