@@ -224,7 +224,7 @@ _received: list[int] = []
 
 
 def received_signal() -> int | None:
-    """The SIGTERM/SIGINT that arrived during :func:`catch_signals`, or None."""
+    """The SIGTERM/SIGINT that arrived in the :func:`catch_signals` block running now, or None."""
     return _received[-1] if _received else None
 
 
@@ -254,6 +254,7 @@ def catch_signals() -> Iterator[None]:
     try:
         yield
     finally:
+        _received.clear()  # a later run (tests run several in one process) starts uninterrupted
         for s, handler in previous.items():
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 

@@ -6,17 +6,23 @@ joblib/submitit worker. A job that raises leaves ``failure.json`` in its output 
     {"type": "ValueError", "error": "<str of the exception>", "message": "raised at build.py:47 in ...",
      "time": "...", "overrides": ["taskset=ner", ...], "traceback": "Traceback (most recent call last): ..."}
 
-``type``, ``error`` and ``message`` are what ``mtlheads-report`` prints for a failed run. In a multirun the
-job then returns None, so that Hydra's sweeper goes on to the next job (it re-raises a job's exception and
-stops the sweep otherwise); :class:`FailureSummary` writes ``failures.json`` into the sweep dir at the end
-and :func:`sweep_failed` tells ``mtlheads`` to exit with status 1.
+``type``, ``error`` and ``message`` are what ``mtlheads-report`` prints for a failed run; ``user_error``
+says whether the error is the user's to fix (:mod:`mtlheads.errors`; ``type`` is then the built-in type
+the error has always been reported as, e.g. ``ValueError`` for a bad config value). The traceback also goes
+to the run's log files. In a multirun the job then returns None, so that Hydra's sweeper goes on to the next
+job (it re-raises a job's exception and stops the sweep otherwise), after printing what a single run would
+print (one line for a user error, the traceback for a bug); :class:`FailureSummary` writes
+``failures.json`` into the sweep dir at the end and :func:`sweep_failed` tells ``mtlheads`` to exit with
+status 1. A job stopped by SIGTERM/SIGINT says which checkpoint ``resume=true`` continues from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -28,8 +34,9 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from mtlheads import errors
 from mtlheads.utils.io import atomic_write_json
 
 log = logging.getLogger("mtlheads")
@@ -64,20 +71,55 @@ def run_job(cfg: DictConfig, run: Callable[[DictConfig], Any]) -> Any:
     if cfg.get("resume") and (out / METRICS_FILE).is_file():
         log.info("resume: %s already finished (%s present), skipped", out, METRICS_FILE)
         return _dev_score(out / METRICS_FILE)
-    (out / FAILURE_FILE).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # an out_dir that cannot exist is the job's error to report
+        (out / FAILURE_FILE).unlink(missing_ok=True)
     try:
         with _isolated_job():
             return run(cfg)
     except BaseException as e:
-        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-        path = record_failure(out, e, overrides)
+        path = record_failure(out, e, _task_overrides())
+        _log_traceback(e)
+        if errors.received_signal() is not None:
+            _say_interrupted(out, errors.received_signal())
         # Ctrl-C and exits stop the sweep too; only errors let the next job of a multirun start.
-        if in_multirun() and isinstance(e, Exception):
-            log.error(
-                "job failed, going on with the sweep: %s: %s (traceback: %s)", type(e).__name__, e, path
-            )
+        elif in_multirun() and isinstance(e, Exception):
+            errors.report(e, debug=errors.debug_requested(cfg))
+            log.info("job failed, going on with the sweep (failure recorded in %s)", path)
             return None
         raise
+
+
+def _task_overrides() -> list[str]:
+    """The job's command-line overrides as typed (``data_dir=${x}`` is text here, not an interpolation)."""
+    if not HydraConfig.initialized():
+        return []
+    return [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]
+
+
+def _log_traceback(exc: BaseException) -> None:
+    """Writes the traceback to the job's log files only (Hydra's ``<job>.log``): the terminal gets one line
+    for a user error, and a bug's traceback is printed by whoever reports it."""
+    record = logging.LogRecord(
+        log.name, logging.ERROR, __file__, 0, "job failed: %s", (errors.one_line(exc),), None
+    )
+    record.exc_info = (type(exc), exc, exc.__traceback__)
+    for handler in logging.getLogger().handlers + log.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def _say_interrupted(out: Path, signum: int) -> None:
+    """One line: the job was stopped, and what ``resume=true`` will continue from."""
+    from mtlheads.checkpoint import CHECKPOINT_DIR, LAST  # here: the model stack is not needed before
+
+    last = out / CHECKPOINT_DIR / LAST
+    saved = f"{last} holds the progress saved so far" if last.is_file() else "no checkpoint was saved yet"
+    print(
+        f"interrupted by {signal.Signals(signum).name}: {saved}; run the same command with resume=true "
+        "to continue",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 @contextmanager
@@ -113,13 +155,21 @@ def _isolated_job() -> Iterator[None]:
             dist.destroy_process_group()
 
 
-def record_failure(out: Path, exc: BaseException, overrides: list[str]) -> Path:
-    """Writes ``<out>/failure.json`` (atomically), then marks a W&B run left open as failed."""
+def record_failure(out: Path, exc: BaseException, overrides: list[str]) -> Path | None:
+    """Writes ``<out>/failure.json`` (atomically), then marks a W&B run left open as failed.
+
+    Returns:
+        The file written, or None when it could not be (a full disk, an out_dir that cannot exist): the
+        error being recorded is the one to report, not this one.
+    """
     frames = traceback.extract_tb(exc.__traceback__)
     last = frames[-1] if frames else None
+    signum = errors.received_signal()
+    interrupted = signum is not None and not isinstance(exc, Exception)
     failure = {
-        "type": type(exc).__name__,
-        "error": str(exc) or repr(exc),
+        "type": "Interrupted" if interrupted else errors.failure_type(exc),
+        "error": f"stopped by {signal.Signals(signum).name}" if interrupted else str(exc) or repr(exc),
+        "user_error": errors.is_user_error(exc),
         "message": f"raised at {Path(last.filename).name}:{last.lineno} in {last.name}" if last else "",
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "overrides": [str(o) for o in overrides],
@@ -132,7 +182,11 @@ def record_failure(out: Path, exc: BaseException, overrides: list[str]) -> Path:
     if rank == "0" or not path.exists():
         if rank != "0":
             failure["rank"] = rank
-        atomic_write_json(path, failure)
+        try:
+            atomic_write_json(path, failure)
+        except OSError as e:
+            log.warning("could not write %s: %s", path, errors.one_line(e))
+            path = None
     try:
         _finish_wandb_failed()
     except Exception as e:  # the failure is recorded already; W&B's own trouble must not hide it
