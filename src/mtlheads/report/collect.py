@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from mtlheads.report import search
+from mtlheads.report import defaults, search
 from mtlheads.report.tables import to_latex, to_markdown
 from mtlheads.utils.io import atomic_write_json, atomic_write_text
 
@@ -212,14 +212,24 @@ def _stat(values: list[float]) -> dict | None:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None}
 
 
+def _spread(values: list[float]) -> dict | None:
+    """Min, median, max and n of ``values`` (None when there are none): the load of a shared machine skews
+    wall times, so a mean ± std alone hides how far apart the runs were."""
+    if not values:
+        return None
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
+
+
 def wall_times(runs: list[Run]) -> dict:
     """Seconds, mean ± std over seeds: the whole training (``train_seconds``) and one epoch (train + dev,
-    averaged over each run's ``history``)."""
+    averaged over each run's ``history``); ``spread`` holds their min, median and max."""
     train = [float(t) for r in runs if isinstance(t := r.metrics.get("train_seconds"), int | float)]
     per_run = [[e["seconds"] for e in r.metrics.get("history") or [] if "seconds" in e] for r in runs]
+    epochs = [statistics.fmean(x) for x in per_run if x]
     return {
         "train_seconds": _stat(train),
-        "epoch_seconds": _stat([statistics.fmean(x) for x in per_run if x]),
+        "epoch_seconds": _stat(epochs),
+        "spread": {"train_seconds": _spread(train), "epoch_seconds": _spread(epochs)},
     }
 
 
@@ -240,6 +250,8 @@ def build_report(root: Path) -> dict:
         dirs = [os.path.relpath(r.dir, root) for r in g["runs"]]
         rows.append(
             dict(label=g["label"], mode=mode, tasks=tasks, encoder=encoder, overrides=g["overrides"])
+            # every key the runs changed from the default config, not only those that tell rows apart
+            | dict(from_default=defaults.safe_differences(g["runs"][0].config))
             | dict(n_runs=len(seeds), seeds=seeds, runs=dirs, metrics=stats, time=wall_times(g["runs"]))
         )
     note = "values are fractions, times seconds; std = sample std (ddof=1), null with one seed"
@@ -248,15 +260,23 @@ def build_report(root: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mtlheads-report``; returns the exit status (1: nothing found, 2: no such dir)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("science", "save"):  # mtlheads-report science|save ... (report/science.py)
+        from mtlheads.report import science
+
+        return science.main(argv)
     parser = argparse.ArgumentParser(prog="mtlheads-report", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("dir", type=Path, help="directory searched recursively for metrics.json files")
     parser.add_argument("--out", type=Path, default=None, help="where report.{md,tex,json} go (default: dir)")
+    parser.add_argument(
+        "--times", choices=("mean", "range"), default="mean", help="time columns: mean ± std | min/median/max"
+    )
     search.add_arguments(parser)
     args = parser.parse_args(argv)
     if not args.dir.is_dir():
         print(f"error: {args.dir} is not a directory", file=sys.stderr)
         return 2
-    report = build_report(args.dir)
+    report = build_report(args.dir) | {"times": args.times}
     if not report["configurations"] and not report["failed"]:
         print(f"error: no {METRICS_FILE} and no job directory below {args.dir}", file=sys.stderr)
         return 1

@@ -9,8 +9,8 @@
 * ``probe-dot``, ``probe-delta``, ``probe-heatmap``, ``probe-table``: head-probe figures and tables from
   saved probe results (:mod:`mtlheads.report.probe_figures`).
 
-A RUN is a run dir holding ``gates.pt`` (and ``metrics.json``, whose ``tasks`` name the task set) or a
-``gates.pt`` file. Figures are written as PNG and PDF.
+A RUN is a run dir holding ``gates.pt`` or ``gates.json`` (and ``metrics.json``, whose ``tasks`` name the task
+set) or such a file. Figures are written as PNG and PDF.
 """
 
 from __future__ import annotations
@@ -32,9 +32,14 @@ def load_gates(run: str | Path) -> tuple[np.ndarray, str]:
     """(L, H) eval gates of a run and its task-set label (``+``-joined tasks, or the dir name)."""
     path = Path(run)
     file = path / "gates.pt" if path.is_dir() else path
+    if path.is_dir() and not file.is_file():  # a saved run (docs/runs/): the gates as JSON
+        file = path / "gates.json"
     if not file.is_file():
-        raise FileNotFoundError(f"{run}: no gates.pt (is it a mode=gate run dir?)")
-    gates = torch.load(file, map_location="cpu").double().numpy()
+        raise FileNotFoundError(f"{run}: no gates.pt or gates.json (is it a mode=gate run dir?)")
+    if file.suffix == ".json":
+        gates = np.array(json.loads(file.read_text(encoding="utf-8"))["gates"], dtype=np.float64)
+    else:
+        gates = torch.load(file, map_location="cpu").double().numpy()
     metrics = file.parent / "metrics.json"
     label = "+".join(json.loads(metrics.read_text())["tasks"]) if metrics.is_file() else file.parent.name
     return gates, label

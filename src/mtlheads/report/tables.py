@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from mtlheads.report.defaults import markdown as defaults_markdown
+
 NOTE = "Mean ± sample std (ddof=1) over seeds, in %; – = one seed (no std); times in seconds"
+RANGE_NOTE = "times in seconds as min / median / max over seeds"
 TIME_HEADS = ("train s", "s/epoch")  # wall time of the whole training; of one epoch (train + dev)
 
 
@@ -19,28 +22,36 @@ def _cell(stat: dict | None, n_runs: int, pm: str = " ± ", dash: str = "–") -
 def _seconds(stat: dict | None, pm: str = " ± ") -> str:
     if stat is None:
         return ""
+    if "median" in stat:  # min / median / max: the load on a shared machine skews times
+        return " / ".join(f"{stat[k]:.0f}" for k in ("min", "median", "max"))
     return f"{stat['mean']:.0f}" + ("" if stat["std"] is None else f"{pm}{stat['std']:.0f}")
 
 
-def _time_cells(row: dict, pm: str = " ± ") -> list[str]:
+def _time_cells(row: dict, pm: str = " ± ", spread: bool = False) -> list[str]:
     time = row.get("time") or {}
-    return [_seconds(time.get("train_seconds"), pm), _seconds(time.get("epoch_seconds"), pm)]
+    stats = (time.get("spread") or {}) if spread else time
+    return [_seconds(stats.get(k), pm) for k in ("train_seconds", "epoch_seconds")]
+
+
+def _note(report: dict) -> str:
+    return NOTE.replace("times in seconds", RANGE_NOTE) if report.get("times") == "range" else NOTE
 
 
 def to_markdown(report: dict) -> str:
     """The report as Markdown: the table, then the failed/unfinished runs."""
     cols = report["columns"]
-    lines = [f"# mtlheads report: {report['root']}", "", NOTE + ".", ""]
+    lines = [f"# mtlheads report: {report['root']}", "", _note(report) + ".", ""]
+    spread = report.get("times") == "range"
     lines.append("| " + " | ".join(["configuration", "seeds", *TIME_HEADS, *cols]) + " |")
     lines.append("| --- | ---: |" + " ---: |" * (len(TIME_HEADS) + len(cols)))
     for r in report["configurations"]:
-        cells = [r["label"].replace("|", "\\|"), str(r["n_runs"]), *_time_cells(r)]
+        cells = [r["label"].replace("|", "\\|"), str(r["n_runs"]), *_time_cells(r, spread=spread)]
         cells += [_cell(r["metrics"].get(c), r["n_runs"]) for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
     if report["failed"]:
         lines += ["", "## Failed or unfinished runs (not averaged)", ""]
         lines += [f"- `{p['dir']}`: {p['status']}: {p['reason']}" for p in report["failed"]]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + defaults_markdown(report)
 
 
 def _tex(s: str) -> str:
@@ -51,12 +62,14 @@ def _tex(s: str) -> str:
 def to_latex(report: dict) -> str:
     """The report as a LaTeX ``tabular``; failed/unfinished runs as comments below it."""
     cols = report["columns"]
-    lines = [f"% mtlheads report: {report['root']}", "% " + NOTE.replace("±", "$\\pm$").replace("–", "--")]
+    note = _note(report).replace("±", "$\\pm$").replace("–", "--")
+    lines = [f"% mtlheads report: {report['root']}", "% " + note]
     lines += ["\\begin{tabular}{l r" + " r" * (len(TIME_HEADS) + len(cols)) + "}", "\\hline"]
     heads = ["configuration", "seeds", *TIME_HEADS, *cols]
     lines += [" & ".join(_tex(c) for c in heads) + " \\\\", "\\hline"]
     for r in report["configurations"]:
-        cells = [_tex(r["label"]), str(r["n_runs"]), *_time_cells(r, " $\\pm$ ")]
+        spread = report.get("times") == "range"
+        cells = [_tex(r["label"]), str(r["n_runs"]), *_time_cells(r, " $\\pm$ ", spread)]
         cells += [_cell(r["metrics"].get(c), r["n_runs"], " $\\pm$ ", "--") for c in cols]  # digits only
         lines.append(" & ".join(cells) + " \\\\")
     lines += ["\\hline", "\\end{tabular}"]
