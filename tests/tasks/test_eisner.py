@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import time
 
 import numpy as np
 import pytest
@@ -132,9 +131,7 @@ def test_eisner_torch_takes_dependent_head_layout() -> None:
     assert out.dtype == torch.long and out.tolist() == eisner(scores.astype(np.float32)).tolist()
 
 
-def test_eisner_is_fast_on_long_sentences() -> None:
+def test_eisner_on_long_sentences() -> None:
     scores = np.random.default_rng(0).normal(size=(151, 151))
-    start = time.perf_counter()
-    heads = eisner(scores)
-    assert time.perf_counter() - start < 2.0
+    heads = eisner(scores)  # (speed: benchmarks/step_profile.py, no timed asserts)
     assert is_projective_tree(heads[1:])

@@ -33,8 +33,8 @@ from torch import nn
 
 from mtlheads.data.sentence import Sentence
 from mtlheads.tasks.biaffine import MLP, Biaffine
-from mtlheads.tasks.eisner import eisner_torch, is_projective_tree
-from mtlheads.tasks.mst import is_tree, mst_torch
+from mtlheads.tasks.eisner import eisner_batch, eisner_torch, is_projective_tree
+from mtlheads.tasks.mst import are_trees, is_tree, mst_torch
 from mtlheads.tasks.vocab import LabelVocab
 
 IGNORE = -100
@@ -258,10 +258,7 @@ class DepTask(LabelVocab):
         lengths = (mask.sum(1) - 1).tolist()  # words per sentence
         heads = s_arc.argmax(-1)  # (B, N)
         if final:
-            arcs, trees = s_arc.cpu(), heads.cpu()  # the tree decoders run on the CPU: one transfer each way
-            for b, n in enumerate(lengths):
-                trees[b, 1 : n + 1] = self.tree_heads(arcs[b, : n + 1, : n + 1])
-            heads = trees.to(heads.device)
+            heads = self.tree_heads_batch(s_arc, lengths).to(heads.device)
         heads[:, 0] = 0
         index = heads[:, :, None, None].expand(-1, -1, 1, s_rel.shape[-1])
         rel_pred = s_rel.gather(2, index).squeeze(2).argmax(-1)  # (B, N)
@@ -270,6 +267,39 @@ class DepTask(LabelVocab):
             (heads_list[b][1 : n + 1], [self.labels[r] for r in rels_list[b][1 : n + 1]])
             for b, n in enumerate(lengths)
         ]
+
+    def tree_heads_batch(self, s_arc: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+        """:meth:`tree_heads` of every sentence of a batch: the argmax heads, checked for all sentences at
+        once; the sentences whose argmax is not well formed are re-decoded (Eisner: all of them in one
+        batched DP; MST: one sentence at a time, Chu-Liu-Edmonds being a sequence of contractions).
+
+        Args:
+            s_arc: (B, N, N) scores ``s_arc[b, d, h]``, position 0 = ROOT; sentence ``b`` uses
+                ``[:n_b+1, :n_b+1]`` (the rest may hold anything).
+            lengths: (B,) words per sentence.
+
+        Returns:
+            (B, N) long heads on the CPU: ``[b, 1:n_b+1]`` as ``tree_heads`` gives them, the rest the argmax.
+        """
+        arcs, n = s_arc.cpu(), torch.tensor(lengths, dtype=torch.long)
+        cols = torch.arange(arcs.shape[-1])
+        # The argmax over each sentence's own columns, as tree_heads slices them (ties: the first).
+        heads = arcs.masked_fill(cols[None, None, :] > n[:, None, None], float("-inf")).argmax(-1)
+        ok = are_trees(heads, n, single_root=self.single_root, projective=self.decoder == "eisner")
+        bad = (~ok).nonzero().flatten().tolist()
+        if not bad:
+            return heads
+        if self.decoder == "eisner":
+            fixed = eisner_batch(
+                arcs[bad].float().numpy().transpose(0, 2, 1), n[bad].tolist(), single_root=self.single_root
+            )
+            for row, b in zip(fixed, bad, strict=True):
+                heads[b, 1 : lengths[b] + 1] = torch.from_numpy(row[1 : lengths[b] + 1])
+        else:
+            for b in bad:
+                m = lengths[b]
+                heads[b, 1 : m + 1] = mst_torch(arcs[b, : m + 1, : m + 1], single_root=self.single_root)[1:]
+        return heads
 
     def new_metric(self) -> DepMetric:
         return DepMetric()

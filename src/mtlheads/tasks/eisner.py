@@ -139,6 +139,90 @@ def is_projective_tree(heads: Sequence[int], *, single_root: bool = True) -> boo
     return not bool(crossing.any())
 
 
+def eisner_batch(scores: np.ndarray, lengths: Sequence[int], *, single_root: bool = True) -> np.ndarray:
+    """:func:`eisner` on a batch: one numpy step per span width for all sentences at once.
+
+    Every sentence goes through exactly the float operations and tie-breaking of :func:`eisner` on its own
+    ``(n+1, n+1)`` block: spans inside ``0..n_b`` only ever read entries inside that block, so the padding
+    never reaches them. Only the backtracking (O(n) per sentence) is a Python loop.
+
+    Args:
+        scores: (B, N+1, N+1) arc scores ``scores[b, h, d]``; sentence ``b`` uses ``[:n_b+1, :n_b+1]``.
+        lengths: (B,) words per sentence, ``0 <= n_b <= N``.
+        single_root: Require exactly one word whose head is ROOT.
+
+    Returns:
+        (B, N+1) int64 heads, ``-1`` at ROOT and past each sentence's end.
+    """
+    s_arc = np.array(scores, dtype=np.float64)  # a copy: the padding is overwritten below
+    batch, size = s_arc.shape[0], s_arc.shape[-1]
+    if s_arc.shape != (batch, size, size):
+        raise ValueError(f"scores must be (B, N+1, N+1), got {s_arc.shape}")
+    lengths = np.asarray(lengths, dtype=np.int64).reshape(batch)
+    heads = np.full((batch, size), -1, dtype=np.int64)
+    if batch == 0 or size <= 1:
+        return heads
+    pos = np.arange(size)
+    outside = (pos[None, :] > lengths[:, None])[:, :, None] | (pos[None, :] > lengths[:, None])[:, None, :]
+    s_arc[outside] = 0.0  # finite: spans beyond a sentence's end stay NaN-free (and are never read)
+    complete = np.full((2, batch, size, size), -np.inf)
+    incomplete = np.full((2, batch, size, size), -np.inf)
+    complete_split = np.zeros((2, batch, size, size), dtype=np.int64)
+    incomplete_split = np.zeros((2, batch, size, size), dtype=np.int64)
+    complete[:, :, pos, pos] = 0.0
+    c_left, c_right, i_left, i_right = (
+        complete[_LEFT],
+        complete[_RIGHT],
+        incomplete[_LEFT],
+        incomplete[_RIGHT],
+    )
+    for w in range(1, size):
+        s = np.arange(size - w)
+        t = s + w
+        rows = np.arange(size - w)[None, :]
+        r = s[:, None] + np.arange(w)[None, :]  # split points s..t-1, (size-w, w)
+
+        def best_of(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (B, size-w, w) -> max, argmax
+            arg = v.argmax(2)
+            return np.take_along_axis(v, arg[..., None], 2)[..., 0], arg
+
+        vmax, arg = best_of(c_right[:, s[:, None], r] + c_left[:, r + 1, t[:, None]])
+        split = r[rows, arg]
+        i_left[:, s, t] = vmax + s_arc[:, t, s]
+        i_right[:, s, t] = vmax + s_arc[:, s, t]
+        incomplete_split[_LEFT][:, s, t] = split
+        incomplete_split[_RIGHT][:, s, t] = split
+        i_left[:, 0, w] = -np.inf  # ROOT is never a dependent
+        vmax, arg = best_of(c_left[:, s[:, None], r] + i_left[:, r, t[:, None]])
+        c_left[:, s, t] = vmax
+        complete_split[_LEFT][:, s, t] = r[rows, arg]
+        vmax, arg = best_of(i_right[:, s[:, None], r + 1] + c_right[:, r + 1, t[:, None]])
+        c_right[:, s, t] = vmax
+        complete_split[_RIGHT][:, s, t] = r[rows, arg] + 1
+        if single_root:
+            c_right[w < lengths, 0, w] = -np.inf  # ROOT's only child must span to the sentence end
+    for b, n in enumerate(lengths.tolist()):
+        stack = [(True, _RIGHT, 0, n)] if n > 0 else []
+        while stack:
+            is_complete, direction, s_, t_ = stack.pop()
+            if s_ == t_:
+                continue
+            if is_complete:
+                r_ = complete_split[direction, b, s_, t_]
+                if direction == _LEFT:
+                    stack += [(True, _LEFT, s_, r_), (False, _LEFT, r_, t_)]
+                else:
+                    stack += [(False, _RIGHT, s_, r_), (True, _RIGHT, r_, t_)]
+            else:
+                r_ = incomplete_split[direction, b, s_, t_]
+                if direction == _LEFT:
+                    heads[b, s_] = t_
+                else:
+                    heads[b, t_] = s_
+                stack += [(True, _RIGHT, s_, r_), (True, _LEFT, r_ + 1, t_)]
+    return heads
+
+
 def eisner_torch(s_arc: torch.Tensor, *, single_root: bool = True) -> torch.Tensor:
     """Eisner on a parser's (dependent, head) score matrix, returned on the same device.
 

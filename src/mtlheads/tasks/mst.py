@@ -190,6 +190,46 @@ def is_tree(heads: Sequence[int], *, single_root: bool = True) -> bool:
     return bool((ancestor == 0).all())  # a self-loop or cycle never reaches 0
 
 
+def are_trees(
+    heads: torch.Tensor, lengths: torch.Tensor, *, single_root: bool = True, projective: bool = False
+) -> torch.Tensor:
+    """:func:`is_tree` (or, with ``projective``, ``eisner.is_projective_tree``) of every sentence at once.
+
+    Args:
+        heads: (B, N+1) long; ``heads[b, 1:n_b+1]`` are sentence ``b``'s heads (1-based, 0 = ROOT); column 0
+            and everything past ``n_b`` are ignored.
+        lengths: (B,) words per sentence.
+        single_root: Require exactly one ROOT child.
+        projective: Also require no two arcs to cross (ROOT's arcs included).
+
+    Returns:
+        (B,) bool, the per-sentence checks' answers (an empty sentence counts as a tree).
+    """
+    heads, lengths = heads.long(), lengths.to(device=heads.device, dtype=torch.long)
+    size = heads.shape[1]
+    pos = torch.arange(size, device=heads.device)
+    real = (pos[None, :] >= 1) & (pos[None, :] <= lengths[:, None])  # (B, N+1) the words
+    in_range = (heads >= 0) & (heads <= lengths[:, None])
+    ok = (in_range | ~real).all(1)
+    h = torch.where(real & in_range, heads, 0)  # (B, N+1): ROOT, padding and bad heads point at 0
+    roots = ((h == 0) & real).sum(1)
+    ok &= roots == 1 if single_root else roots >= 1
+    ancestor = h.clone()
+    for _ in range(max(1, (size - 1).bit_length()) + 1):  # pointer doubling: ancestor at distance 2^k
+        ancestor = ancestor.gather(1, ancestor)
+    ok &= ((ancestor == 0) | ~real).all(1)  # a self-loop or cycle never reaches 0
+    if projective:
+        left, right = torch.minimum(h, pos), torch.maximum(h, pos)  # (B, N+1) each arc's span
+        both = real[:, :, None] & real[:, None, :]
+        crossing = (
+            (left[:, :, None] < left[:, None, :])
+            & (left[:, None, :] < right[:, :, None])
+            & (right[:, :, None] < right[:, None, :])
+        )
+        ok &= ~(crossing & both).any((1, 2))
+    return ok | (lengths == 0)
+
+
 def mst_torch(s_arc: torch.Tensor, *, single_root: bool = True) -> torch.Tensor:
     """MST on a parser's (dependent, head) score matrix, returned on the same device.
 
