@@ -95,3 +95,66 @@ def test_decode_skips_null_predicate_spans_and_padding() -> None:
         [(2, [(0, 1, "ARG0"), (4, 4, "ARG1")]), (4, [(1, 3, "ARG1")])],
         [],
     ]
+
+
+def old_decode_srl(out: dict, labels: list[str]) -> list:
+    """The replaced ``decode_srl`` (reference): ``dp_non_overlapping`` per (sentence, predicate)."""
+    from collections import defaultdict
+
+    scores = out["scores"].detach()
+    starts, ends, preds = out["arg_starts"], out["arg_ends"], out["preds"]
+    best, role = scores[..., 1:].max(-1)
+    p = preds[:, None, :]
+    keep = out["arg_mask"][:, :, None] & out["pred_mask"][:, None, :] & (best > 0)
+    keep &= ~((starts[:, :, None] <= p) & (p <= ends[:, :, None]))
+    b_idx, a_idx, p_idx = keep.nonzero(as_tuple=True)
+    groups: dict = defaultdict(list)
+    rows = zip(
+        b_idx.tolist(),
+        preds[b_idx, p_idx].tolist(),
+        starts[b_idx, a_idx].tolist(),
+        ends[b_idx, a_idx].tolist(),
+        best[keep].tolist(),
+        role[keep].tolist(),
+        strict=True,
+    )
+    for b, pred, s, e, score, r in rows:
+        groups[(b, pred)].append((s, e, score, labels[r + 1]))
+    result: list = [[] for _ in range(scores.shape[0])]
+    for (b, pred), spans in sorted(groups.items()):
+        chosen = dp_non_overlapping(spans)
+        if chosen:
+            result[b].append((pred, chosen))
+    return result
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_batched_decode_equals_the_per_predicate_decode(seed: int) -> None:
+    """Random kept spans and predicates (padding slots, integer scores for ties): the same structures."""
+    g = torch.Generator().manual_seed(seed)
+    b, a, p, n_labels = 6, 14, 5, 5
+    lengths = torch.randint(1, 12, (b,), generator=g)
+    starts = (torch.rand(b, a, generator=g) * lengths[:, None]).long()
+    ends = torch.minimum(starts + torch.randint(0, 4, (b, a), generator=g), lengths[:, None] - 1)
+    preds = (torch.rand(b, p, generator=g) * lengths[:, None]).long()
+    scores = torch.randn(b, a, p, n_labels, generator=g) * 2
+    if seed % 2:
+        scores = scores.round()  # ties between spans, and between a span and no span
+    scores[..., 0] = 0.0
+    out = {
+        "scores": scores,
+        "arg_starts": starts,
+        "arg_ends": ends,
+        "preds": preds,
+        "arg_mask": torch.rand(b, a, generator=g) < 0.85,
+        "pred_mask": torch.rand(b, p, generator=g) < 0.85,
+    }
+    labels = ["<null>"] + [f"ARG{i}" for i in range(n_labels - 1)]
+    new, old = decode_srl(out, labels), old_decode_srl(out, labels)
+    assert new == old
+    assert sum(len(x) for x in new) > 0
+
+
+def test_batched_decode_of_nothing() -> None:
+    out = _out([[[[0, -1.0, -2.0]]]], starts=[[0]], ends=[[0]], preds=[[1]])
+    assert decode_srl(out, ["<null>", "A", "B"]) == old_decode_srl(out, ["<null>", "A", "B"]) == [[]]
