@@ -50,7 +50,11 @@ def main(paths: list[str]) -> None:
         (a, before), (b, after) = runs.items()
         print(f"\n| case | {a} | {b} |\n| --- | --- | --- |")
         for case in after:
-            print(f"| {case} | {before.get(case, {}).get('verdict', '-')} | {after[case]['verdict']} |")
+            print(f"| {case} | {_cell(before.get(case))} | {_cell(after[case])} |")
+
+
+def _cell(record: dict | None) -> str:
+    return "-" if record is None else f"{record['verdict']} (exit {record['code']})"
 
 
 if __name__ == "__main__":
