@@ -165,3 +165,42 @@ def test_runs_on_the_hidden_device() -> None:
     loss = task.loss(out, task.targets(TRAIN), mask)
     assert loss.device.type == "cuda" and torch.isfinite(loss)
     assert len(task.decode(out, mask, final=True)) == 3
+
+
+def old_decode(task: NerTask, out: torch.Tensor, mask: torch.Tensor) -> list[list]:
+    """The replaced ``NerTask.decode`` (reference): ``greedy_spans`` on one sentence at a time."""
+    score, label = out.detach().max(-1)
+    keep = span_candidates(mask) & (label != 0)
+    where = keep.nonzero().tolist()
+    scores, labels = score[keep].tolist(), label[keep].tolist()
+    per_sentence: list[list[tuple[int, int, int, float]]] = [[] for _ in range(out.shape[0])]
+    for (b, s, e), v, lab in zip(where, scores, labels, strict=True):
+        per_sentence[b].append((s, e, lab, v))
+    return [
+        [(s, e, task.labels[lab]) for s, e, lab in greedy_spans(cands, flat=task.flat)]
+        for cands in per_sentence
+    ]
+
+
+@pytest.mark.parametrize("flat", [True, False])
+@pytest.mark.parametrize("seed", range(8))
+def test_batched_decode_equals_the_per_sentence_decode(seed: int, flat: bool) -> None:
+    """Random span scores (integers for ties), nested and overlapping candidates, padding."""
+    task = _task()
+    task.flat = flat
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 10, (7,), generator=g).tolist()
+    out = torch.randn(7, max(lengths), max(lengths), len(task.labels), generator=g) * 2
+    if seed % 2:
+        out = out.round()
+    out[..., 0] += 1.5  # null wins about half the spans
+    mask = _mask(lengths)
+    new, old = task.decode(out, mask), old_decode(task, out, mask)
+    assert new == old and sum(map(len, new)) > 0
+
+
+def test_batched_decode_with_no_candidate() -> None:
+    task = _task()
+    out = torch.zeros(2, 3, 3, len(task.labels))
+    out[..., 0] = 1.0
+    assert task.decode(out, _mask([3, 1])) == old_decode(task, out, _mask([3, 1])) == [[], []]

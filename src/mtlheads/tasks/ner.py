@@ -13,6 +13,7 @@ loss, and counted as misses by the metric.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,6 +64,56 @@ def greedy_spans(
         if not clash:
             accepted.append((ns, ne, label))
     return sorted(accepted)
+
+
+def greedy_spans_batch(
+    sentence: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    *,
+    batch_size: int,
+    flat: bool = True,
+) -> list[list[tuple[int, int, int]]]:
+    """:func:`greedy_spans` of every sentence of a batch at once: one vectorised step per candidate rank.
+
+    Each sentence's candidates are ranked as :func:`greedy_spans` sorts them (descending score, ties in
+    input order); step ``k`` tries every sentence's ``k``-th candidate against that sentence's accepted
+    spans with the same clash test.
+
+    Args:
+        sentence, starts, ends, labels: (C,) ints, the candidates of all sentences (inclusive ends).
+        scores: (C,) their scores.
+        batch_size: number of sentences B (``sentence`` is in ``0..B-1``).
+        flat: Reject nested spans too (otherwise only partially overlapping ones).
+
+    Returns:
+        Per sentence the accepted ``(start, end, label)``, sorted by position.
+    """
+    result: list[list[tuple[int, int, int]]] = [[] for _ in range(batch_size)]
+    if not len(sentence):
+        return result
+    order = np.lexsort((-scores, sentence))  # by sentence, then by descending score; stable
+    counts = np.bincount(sentence, minlength=batch_size)
+    rank = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
+    B, K = batch_size, int(counts.max())
+    ns, ne = np.zeros((B, K), dtype=np.int64), np.zeros((B, K), dtype=np.int64)
+    present = np.zeros((B, K), dtype=bool)
+    ns[sentence[order], rank], ne[sentence[order], rank] = starts[order], ends[order]
+    present[sentence[order], rank] = True
+    accepted = np.zeros((B, K), dtype=bool)
+    for k in range(K):
+        s, e = ns[:, k : k + 1], ne[:, k : k + 1]  # (B, 1) this step's candidates
+        ts, te = ns[:, :k], ne[:, :k]  # (B, k) earlier candidates, accepted or not
+        crossing = ((s < ts) & (ts <= e) & (e < te)) | ((ts < s) & (s <= te) & (te < e))
+        clash = crossing | ((s <= ts) & (te <= e)) | ((ts <= s) & (e <= te)) if flat else crossing
+        accepted[:, k] = present[:, k] & ~(clash & accepted[:, :k]).any(1)
+    lab = np.zeros((B, K), dtype=np.int64)
+    lab[sentence[order], rank] = labels[order]
+    for b, k in zip(*np.nonzero(accepted), strict=True):
+        result[b].append((int(ns[b, k]), int(ne[b, k]), int(lab[b, k])))
+    return [sorted(r) for r in result]
 
 
 class NerDecoder(nn.Module):
@@ -188,15 +239,17 @@ class NerTask(LabelVocab):
         """
         score, label = out.detach().max(-1)  # (B, N, N)
         keep = span_candidates(mask) & (label != 0)
-        where = keep.nonzero().tolist()
-        scores, labels = score[keep].tolist(), label[keep].tolist()
-        per_sentence: list[list[tuple[int, int, int, float]]] = [[] for _ in range(out.shape[0])]
-        for (b, s, e), v, lab in zip(where, scores, labels, strict=True):
-            per_sentence[b].append((s, e, lab, v))
-        return [
-            [(s, e, self.labels[lab]) for s, e, lab in greedy_spans(cands, flat=self.flat)]
-            for cands in per_sentence
-        ]
+        b, start, end = (t.cpu().numpy() for t in keep.nonzero(as_tuple=True))  # in (b, start, end) order
+        accepted = greedy_spans_batch(
+            b,
+            start,
+            end,
+            label[keep].cpu().numpy(),
+            score[keep].cpu().numpy(),
+            batch_size=out.shape[0],
+            flat=self.flat,
+        )
+        return [[(s, e, self.labels[lab]) for s, e, lab in spans] for spans in accepted]
 
     def new_metric(self) -> NerMetric:
         return NerMetric()
