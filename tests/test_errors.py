@@ -92,6 +92,12 @@ def test_failure_json_that_cannot_be_written_does_not_hide_the_error(tmp_path):
     )
 
 
+def test_the_interrupt_line_names_the_checkpoint_resume_continues_from():
+    from mtlheads.checkpoint import CHECKPOINT_DIR, LAST
+
+    assert Path(CHECKPOINT_DIR) / LAST == jobs.LAST_CHECKPOINT  # spelled out in launch (a lower layer)
+
+
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     return make_template(tmp_path_factory.mktemp("data"))

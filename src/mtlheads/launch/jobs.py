@@ -42,6 +42,8 @@ from mtlheads.utils.io import atomic_write_json
 log = logging.getLogger("mtlheads")
 
 FAILURE_FILE, FAILURES_FILE, METRICS_FILE = "failure.json", "failures.json", "metrics.json"
+# mtlheads.checkpoint's CHECKPOINT_DIR / LAST, spelled out: launch sits below the checkpoint layer.
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 _SKIP_DIRS = {".hydra", ".submitit", "wandb", "checkpoints"}
 _DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")  # set by Lightning
 
@@ -110,9 +112,7 @@ def _log_traceback(exc: BaseException) -> None:
 
 def _say_interrupted(out: Path, signum: int) -> None:
     """One line: the job was stopped, and what ``resume=true`` will continue from."""
-    from mtlheads.checkpoint import CHECKPOINT_DIR, LAST  # here: the model stack is not needed before
-
-    last = out / CHECKPOINT_DIR / LAST
+    last = out / LAST_CHECKPOINT
     saved = f"{last} holds the progress saved so far" if last.is_file() else "no checkpoint was saved yet"
     print(
         f"interrupted by {signal.Signals(signum).name}: {saved}; run the same command with resume=true "
