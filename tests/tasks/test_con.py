@@ -173,3 +173,21 @@ def test_overfit_tiny_batch_reproduces_gold_trees() -> None:
     viterbi = _task(mbr=False)
     viterbi.load_vocab_state(task.vocab_state())
     assert viterbi.decode(out, mask, sentences=batch) == trees
+
+
+def test_decode_labels_gathered_at_once_equal_the_per_sentence_lookup() -> None:
+    """The batched label gather (and batched CKY backtracking) against the replaced per-sentence loop."""
+    from mtlheads.tasks.treecrf import cky, marginals
+
+    task = _task(n_mlp_span=16, n_mlp_label=8)
+    g = torch.Generator().manual_seed(4)
+    lengths = torch.tensor([5, 1, 9, 3])
+    out = {
+        "span": torch.randn(4, 10, 10, generator=g),
+        "label": torch.randn(4, 10, 10, len(task.labels), generator=g),
+        "lengths": lengths,
+    }
+    trees = cky(marginals(out["span"], lengths), lengths)
+    label_ids = out["label"].argmax(-1)
+    old = [[(i, j, task.labels[int(label_ids[b, i, j])]) for i, j in spans] for b, spans in enumerate(trees)]
+    assert task.decode(out, _mask(lengths.tolist())) == old

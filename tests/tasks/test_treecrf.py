@@ -135,3 +135,35 @@ def test_half_precision_is_upcast() -> None:
     assert log_z.dtype == torch.float32
     assert torch.allclose(log_z, inside(scores.bfloat16().float(), lens))
     assert cky(scores.bfloat16(), lens) == cky(scores.bfloat16().float(), lens)
+
+
+def old_cky(scores: torch.Tensor, lengths: torch.Tensor) -> list[list[tuple[int, int]]]:
+    """The replaced ``cky`` (reference): the same DP, then a stack walk per sentence."""
+    from mtlheads.tasks.treecrf import _charts
+
+    lengths = lengths.to(device=scores.device, dtype=torch.long)
+    _, splits = _charts(scores.detach(), lengths, use_max=True)
+    split_rows = splits.cpu().tolist()
+    trees = []
+    for b, n in enumerate(lengths.tolist()):
+        spans: list[tuple[int, int]] = []
+        stack = [(0, n)] if n > 0 else []
+        while stack:
+            i, j = stack.pop()
+            spans.append((i, j))
+            if j - i > 1:
+                k = i + split_rows[b][i][j - i]
+                stack += [(k, j), (i, k)]
+        trees.append(spans)
+    return trees
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_batched_backtracking_equals_the_stack_walk(seed: int) -> None:
+    """Random and integer (tied) scores, lengths 0..12: the same spans in the same (pre-)order."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(0, 13, (9,), generator=g)
+    scores = torch.randn(9, 13, 13, generator=g) * 2
+    if seed % 2:
+        scores = scores.round()
+    assert cky(scores, lengths) == old_cky(scores, lengths)

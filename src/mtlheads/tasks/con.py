@@ -217,15 +217,10 @@ class ConTask(LabelVocab):
         scores = marginals(s_span, lengths) if self.mbr else s_span
         trees = cky(scores, lengths)
         label_ids = out["label"].detach().argmax(-1).cpu()  # (B, N+1, N+1)
-        preds: list[list[Span]] = []
-        for b, spans in enumerate(trees):
-            if not spans:
-                preds.append([])
-                continue
-            i, j = torch.tensor(spans).T
-            preds.append(
-                [(a, c, self.labels[k]) for (a, c), k in zip(spans, label_ids[b, i, j].tolist(), strict=True)]
-            )
+        flat = [(b, i, j) for b, spans in enumerate(trees) for i, j in spans]
+        ids = label_ids[tuple(torch.tensor(flat, dtype=torch.long).view(-1, 3).T)].tolist()  # one gather
+        labels = iter(self.labels[k] for k in ids)  # in the order of ``flat``: sentence by sentence
+        preds: list[list[Span]] = [[(a, c, next(labels)) for a, c in spans] for spans in trees]
         if sentences is not None:
             return [self.to_tree(p, s) for p, s in zip(preds, sentences, strict=True)]
         return preds

@@ -14,6 +14,7 @@ sentences and start positions. Two charts hold the same inside scores indexed by
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -107,18 +108,40 @@ def cky(scores: Tensor, lengths: Tensor) -> list[list[tuple[int, int]]]:
     """
     lengths = lengths.to(device=scores.device, dtype=torch.long)
     _, splits = _charts(scores.detach(), lengths, use_max=True)
-    split_rows = splits.cpu().tolist()
-    trees = []
-    for b, n in enumerate(lengths.tolist()):
-        spans: list[tuple[int, int]] = []
-        stack = [(0, n)] if n > 0 else []
-        while stack:
-            i, j = stack.pop()
-            spans.append((i, j))
-            if j - i > 1:
-                k = i + split_rows[b][i][j - i]
-                stack += [(k, j), (i, k)]
-        trees.append(spans)
+    return backtrack(splits.cpu().numpy(), lengths.cpu().numpy())
+
+
+def backtrack(splits: np.ndarray, lengths: np.ndarray) -> list[list[tuple[int, int]]]:
+    """The trees of a batch from CKY's best split offsets, one tree level at a time for all sentences.
+
+    Pre-order (root first, left subtree before right) lists a binary bracketing's spans by start, and among
+    spans with the same start (nested ones) the wider first: the left subtree's spans all start before the
+    right subtree's. So the spans are collected level by level and sorted by ``(start, -end)``.
+
+    Args:
+        splits: (B, N+1, N+1) ``[b, i, w]`` = best split of span ``(i, i + w)`` minus ``i``.
+        lengths: (B,) words per sentence.
+
+    Returns:
+        Per sentence its ``2n - 1`` spans ``(i, j)`` in pre-order.
+    """
+    b = np.flatnonzero(lengths > 0)
+    i, j = np.zeros_like(b), lengths[b].astype(np.int64)
+    found = []
+    while len(b):
+        found.append((b, i, j))
+        inner = j - i > 1
+        b, i, j = b[inner], i[inner], j[inner]
+        k = i + splits[b, i, j - i]
+        b, i, j = np.concatenate([b, b]), np.concatenate([i, k]), np.concatenate([k, j])
+    trees: list[list[tuple[int, int]]] = [[] for _ in range(len(lengths))]
+    if found:
+        b, i, j = (np.concatenate(x) for x in zip(*found, strict=True))
+        order = np.lexsort((-j, i, b))
+        spans = list(zip(i[order].tolist(), j[order].tolist(), strict=True))
+        ends = np.cumsum(np.bincount(b, minlength=len(lengths)))
+        for s, (lo, hi) in enumerate(zip(np.concatenate([[0], ends[:-1]]), ends, strict=True)):
+            trees[s] = spans[lo:hi]
     return trees
 
 
