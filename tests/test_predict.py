@@ -8,11 +8,12 @@ file that is not what was scored, fails these tests.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import conllu
 import pytest
-from conftest import compose_config
+from conftest import compose_config, run_cli
 
 from mtlheads.checkpoint import load_model
 from mtlheads.data import excerpt_dir, read_conll2012, read_conllu, read_iob2
@@ -221,3 +222,42 @@ def test_progress_bar_follows_trainer_enable_progress_bar(tiny_run, tmp_path, ca
 def test_unknown_task_in_eval_files_is_refused(tiny_run, tmp_path) -> None:
     with pytest.raises(ValueError, match=r"eval_files names tasks \['rte'\]"):
         predict.run(predict_cfg(tiny_run, tmp_path, "eval_files.rte=x.tsv"))
+
+
+def test_predict_stream_decodes_one_batch_at_a_time(tiny_run, monkeypatch) -> None:
+    model, tokenizer, train_cfg = load_model(tiny_run)
+    cfg = predict_cfg(tiny_run, Path("unused"), "batch.eval_max_tokens=600")
+    (inp,) = predict.read_inputs({"pos": [str(EWT / "ud" / "test.conllu")]}, model.tasks, tokenizer)
+    decoded: list[int] = []
+    original = model.tasks["pos"].decode
+    monkeypatch.setattr(model.tasks["pos"], "decode", lambda o, m, final: decoded.append(1) or original(o, m))
+    stream = predict.predict_stream(model, tokenizer, inp, cfg.batch, metrics={}, progress=False)
+    first = next(stream)
+    assert first[0] is inp.sentences[0] and len(decoded) == 1  # nothing decoded beyond the first batch
+    assert len(list(stream)) == 97 and len(decoded) > 5
+
+
+def test_the_command_line_writes_predictions_and_reports_a_bad_line_in_one_line(tiny_run, tmp_path) -> None:
+    (tmp_path / "ok.txt").write_text("Hello world .\n\nZoë went home .\n", encoding="utf-8")
+    done = run_cli(
+        [
+            "mode=predict",
+            f"ckpt={tiny_run}",
+            f"text={tmp_path / 'ok.txt'}",
+            "tokenize=nltk",
+            f"out_dir={tmp_path / 'a'}",
+        ],
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "a" / "predictions" / "ok.pos+ner+dep+srl.conllu").is_file()
+    (tmp_path / "bad.txt").write_bytes(b"fine\nnot \xfe utf-8\n")
+    failed = run_cli(
+        ["mode=predict", f"ckpt={tiny_run}", f"text={tmp_path / 'bad.txt'}", f"out_dir={tmp_path / 'b'}"],
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert re.search(r"error: \S*bad\.txt:2: not UTF-8", failed.stderr)
+    assert not (tmp_path / "b" / "predictions").exists() and not (tmp_path / "b" / "metrics.json").exists()
