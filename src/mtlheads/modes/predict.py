@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from mtlheads.build import read_split
 from mtlheads.checkpoint import load_model
+from mtlheads.data.conll2012_reader import read_conll2012
 from mtlheads.data.conllu_reader import read_text
 from mtlheads.data.glue_reader import GLUE_TASKS
 from mtlheads.data.prediction_formats import glue_prediction_name
@@ -304,8 +305,6 @@ def write_gold(inp: Input, tasks: Mapping[str, Any], folder: Path) -> list[Path]
             path = folder / f"{inp.stem([name])}.gold.ptb"
             written.append(write_ptb(path, ((s, s.tree) for s in split.sentences)))
         elif isinstance(tasks[name], SrlTask):  # as read, V included: SrlTask.read removed it
-            from mtlheads.data import read_conll2012
-
             path = folder / f"{inp.stem([name])}.gold.props"
             written.append(write_srl_props(path, ((s, _merged(s.srl)) for s in read_conll2012(inp.path))))
     return written
