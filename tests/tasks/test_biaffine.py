@@ -113,3 +113,64 @@ def test_ner_decoding_on_sentences_with_entities(monkeypatch) -> None:
         monkeypatch.setattr(Biaffine, "forward", einsum_forward)
         old = ner.decode(decoder(hidden, mask), mask)
     assert new == old and any(new)
+
+
+@pytest.mark.parametrize("full_ratio", [0, 1000])  # the gathered path, the full path
+@pytest.mark.parametrize("chunk", [1 << 21, 200])
+def test_pair_scores_at_equal_full_scores_with_gradients(monkeypatch, chunk, full_ratio) -> None:
+    """``at`` (the training losses' path) gives the entries of ``full`` and the same gradients."""
+    monkeypatch.setattr(biaffine, "CHUNK_ELEMENTS", chunk)
+    monkeypatch.setattr(biaffine, "FULL_PAIRS_PER_PAIR", full_ratio)
+    g = torch.Generator().manual_seed(chunk)
+    layer = Biaffine(n_in=6, n_out=5)
+    with torch.no_grad():
+        layer.weight.normal_(generator=g)
+    x, y = torch.randn(3, 7, 6, generator=g), torch.randn(3, 7, 6, generator=g)
+    b = torch.tensor([0, 0, 1, 2, 2, 2, 1])
+    i = torch.tensor([0, 0, 3, 6, 1, 1, 3])  # repeated left positions
+    j = torch.tensor([1, 5, 3, 0, 2, 6, 4])
+    weights = torch.randn(7, 5, generator=g)
+    grads = []
+    for take in ("at", "full"):
+        layer.zero_grad()
+        xs, ys = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+        pairs = layer.pairs(xs, ys)
+        s = pairs.at(b, i, j) if take == "at" else pairs.full().permute(0, 2, 3, 1)[b, i, j]
+        (s * weights).sum().backward()
+        grads.append((s.detach(), xs.grad, ys.grad, layer.weight.grad.clone()))
+    for new, ref in zip(*grads, strict=True):
+        torch.testing.assert_close(new, ref, rtol=1e-5, atol=1e-5)
+    empty = layer.pairs(x, y).at(*(torch.zeros(0, dtype=torch.long) for _ in range(3)))
+    assert empty.shape == (0, 5)
+
+
+def test_dep_and_con_losses_equal_the_full_tensor_losses() -> None:
+    """The losses from gold pairs only equal the losses over the full relation/label tensors."""
+    dep = DepTask()
+    dep.fit_vocab([Sentence(words=["a", "b", "c"], heads=[2, 0, 2], rels=["x", "root", "y"])])
+    con = ConTask(hidden_has_sep=False)
+    con.fit_vocab(
+        [Sentence(words=["a", "b", "c"], pos=["D", "N", "V"], tree="(TOP (S (NP (D a) (N b)) (V c)))")]
+    )
+    batch_dep = [
+        Sentence(words=["a", "b", "c"], heads=[2, 0, 2], rels=["x", "root", "y"]),
+        Sentence(words=["a", "b"], heads=[0, 1], rels=["root", "zz"]),  # an unknown relation
+    ]
+    batch_con = [
+        Sentence(words=["a", "b", "c"], pos=["D", "N", "V"], tree="(TOP (S (NP (D a) (N b)) (V c)))"),
+        Sentence(words=["a", "b"], pos=["D", "N"], tree="(TOP (NP (D a) (N b)))"),
+    ]
+    mask = _mask([3, 2], 1)
+    for task, batch in ((dep, batch_dep), (con, batch_con)):
+        decoder = _randomised(task.build_decoder(8), 11).train()
+        hidden = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(2))
+        torch.manual_seed(0)
+        out = decoder(hidden, mask)
+        full = dict(out)
+        pairs = out["rel_pairs"] if task is dep else out["label_pairs"]
+        scores = pairs.full().permute(0, 2, 3, 1)
+        key = "rel" if task is dep else "label"
+        full[key] = scores
+        full.pop("rel_pairs" if task is dep else "label_pairs")
+        targets = task.targets(batch)
+        torch.testing.assert_close(task.loss(out, targets, mask), task.loss(full, targets, mask))

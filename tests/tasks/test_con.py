@@ -11,7 +11,7 @@ from nltk import Tree
 
 from mtlheads.data.sentence import Sentence
 from mtlheads.tasks.biaffine import MLP, SharedDropout
-from mtlheads.tasks.con import ConTask
+from mtlheads.tasks.con import ConTask, label_scores
 from mtlheads.tasks.evalb import EvalbMetric
 from mtlheads.tasks.trees import strip_functions, to_string
 
@@ -103,12 +103,12 @@ def test_decoder_layers_shapes_and_padding_invariance() -> None:
     torch.manual_seed(0)
     hidden = torch.randn(2, 6, 12)  # [CLS] + up to 5 words
     out = decoder(hidden, _mask([5, 2]))
-    assert out["span"].shape == (2, 6, 6) and out["label"].shape == (2, 6, 6, n_labels)
+    assert out["span"].shape == (2, 6, 6) and label_scores(out).shape == (2, 6, 6, n_labels)
     assert out["lengths"].tolist() == [5, 2]
     # the short sentence, alone and in the batch: same scores on its spans (padding never leaks in)
     alone = decoder(hidden[1:, :3], _mask([2]))
     assert torch.allclose(out["span"][1, :3, :3], alone["span"][0], atol=1e-5)
-    assert torch.allclose(out["label"][1, :3, :3], alone["label"][0], atol=1e-5)
+    assert torch.allclose(label_scores(out)[1, :3, :3], label_scores(alone)[0], atol=1e-5)
     # fencepost n = [f_n; b_SEP]: the learned [SEP] vector reaches the last fencepost of every sentence
     fence, _ = decoder.fenceposts(hidden, _mask([5, 2]))
     half = 6
@@ -184,7 +184,7 @@ def test_decode_labels_gathered_at_once_equal_the_per_sentence_lookup() -> None:
     lengths = torch.tensor([5, 1, 9, 3])
     out = {
         "span": torch.randn(4, 10, 10, generator=g),
-        "label": torch.randn(4, 10, 10, len(task.labels), generator=g),
+        "label": torch.randn(4, 10, 10, len(task.labels), generator=g),  # a caller's full scores
         "lengths": lengths,
     }
     trees = cky(marginals(out["span"], lengths), lengths)

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from mtlheads.data.sentence import Sentence
 from mtlheads.launch.resolvers import CONF_DIR, register_resolvers
 from mtlheads.tasks.biaffine import MLP, SharedDropout
-from mtlheads.tasks.dep import DepMetric, DepTask
+from mtlheads.tasks.dep import DepMetric, DepTask, rel_scores
 from mtlheads.tasks.eisner import eisner, is_projective_tree, tree_score
 from mtlheads.tasks.mst import is_tree, mst
 
@@ -77,7 +77,7 @@ def test_decoder_layers_and_padding_heads_masked() -> None:
     assert torch.allclose(small, torch.eye(small.shape[0]), atol=1e-4)
     assert decoder.arc_attn.weight.shape == (1, 501, 500) and decoder.rel_attn.weight.shape == (8, 101, 101)
     out = decoder(torch.randn(2, 5, 12), _mask([4, 2]))
-    assert out["arc"].shape == (2, 5, 5) and out["rel"].shape == (2, 5, 5, 8)
+    assert out["arc"].shape == (2, 5, 5) and rel_scores(out).shape == (2, 5, 5, 8)
     assert torch.isinf(out["arc"][1, :, 3:]).all() and torch.isfinite(out["arc"][1, :, :3]).all()
 
 

@@ -7,6 +7,8 @@ orthogonal weights, and ``Biaffine`` is a zero-initialised bilinear form with op
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -97,16 +99,53 @@ class Biaffine(nn.Module):
         Returns:
             (B, n_out, N, M) scores (a permuted view of a (B, N, n_out, M) tensor).
         """
+        return self.pairs(x, y).full()
+
+    def pairs(self, x: torch.Tensor, y: torch.Tensor) -> PairScores:
+        """The scores of ``forward`` left as their factors, for callers that need only some pairs."""
         if self.bias_x:
             x = torch.cat((x, torch.ones_like(x[..., :1])), -1)
         if self.bias_y:
             y = torch.cat((y, torch.ones_like(y[..., :1])), -1)
-        return bilinear_scores(x, self.weight, y)
+        return PairScores(x=x, weight=self.weight, y=y)
+
+
+@dataclass
+class PairScores:
+    """Biaffine scores ``s[b, o, i, j] = x[b, i]^T W_o y[b, j]`` not yet computed.
+
+    A training loss that needs the scores of a few pairs per sentence (the gold head of each word, the
+    2n - 1 gold spans) takes them with :meth:`at`, never building the (B, O, N, M) tensor, whose size and
+    second matmul grow with N^2; decoding takes :meth:`full`, exactly what ``Biaffine.forward`` returns.
+
+    Attributes:
+        x: (B, N, I) left side, bias column included.
+        weight: (O, I, J).
+        y: (B, M, J) right side, bias column included.
+    """
+
+    x: torch.Tensor
+    weight: torch.Tensor
+    y: torch.Tensor
+
+    def full(self) -> torch.Tensor:
+        """(B, O, N, M) all scores (``bilinear_scores``)."""
+        return bilinear_scores(self.x, self.weight, self.y)
+
+    def at(self, b: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """(G, O) the scores of the pairs ``(b[g], i[g], j[g])`` (equal to ``full()`` up to rounding)."""
+        return bilinear_at(self.x, self.weight, self.y, b, i, j)
+
+    def zero(self) -> torch.Tensor:
+        """A 0 that depends on every factor (a loss with no pair to score still reaches them)."""
+        return (self.x.sum() + self.weight.sum() + self.y.sum()) * 0.0
 
 
 # Elements of one chunk's (B·N, k·J) intermediate ``x W``: 8 MB in float32, so it stays in the cache
 # between the two matmuls that write and read it (one (B·N, O·J) intermediate for 120 labels is ~60 MB).
 CHUNK_ELEMENTS = 1 << 21
+# ``bilinear_at`` computes all B·N·M scores when they are at most this many per wanted pair.
+FULL_PAIRS_PER_PAIR = 40
 
 
 def bilinear_scores(x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -137,3 +176,40 @@ def bilinear_scores(x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor) -> t
         parts.append(torch.bmm((xf @ wc).view(B, N * k, J), yt).view(B, N, k, M))
     s = parts[0] if len(parts) == 1 else torch.cat(parts, 2)  # (B, N, O, M)
     return s.permute(0, 2, 1, 3)
+
+
+def bilinear_at(
+    x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, b: torch.Tensor, i: torch.Tensor, j: torch.Tensor
+) -> torch.Tensor:
+    """``s[g, o] = x[b_g, i_g]^T W_o y[b_g, j_g]`` for G pairs, without the full (B, O, N, M) scores.
+
+    For long sentences ``x W`` is computed once per distinct left position (in chunks of output channels,
+    as :func:`bilinear_scores`), gathered per pair and multiplied by that pair's ``y``: O(U·I·O·J + G·O·J)
+    for U distinct positions instead of O(B·N·I·O·J + B·N·M·O·J); for short ones (at most
+    ``FULL_PAIRS_PER_PAIR`` scores per wanted pair) all scores are computed and the pairs picked.
+
+    Args:
+        x: (B, N, I).
+        weight: (O, I, J).
+        y: (B, M, J).
+        b, i, j: (G,) long: sentence, left position, right position of each pair.
+
+    Returns:
+        (G, O).
+    """
+    B, N, I = x.shape
+    O, _, J = weight.shape
+    G = b.numel()
+    if G == 0:
+        return x.new_zeros(0, O) + weight.sum() * 0.0
+    if B * N * y.shape[1] <= FULL_PAIRS_PER_PAIR * G:
+        # Few pairs per sentence, short sentences: the full scores' batched matmul beats gathering O·J
+        # values per pair (CON, 120 labels: 1.7x faster at 20 words, 1.3x slower at 100; crossover ~70).
+        return bilinear_scores(x, weight, y).permute(0, 2, 3, 1)[b, i, j]
+    uniq, inv = torch.unique(b * N + i, return_inverse=True)  # the left positions used, each once
+    xu = x.reshape(B * N, I)[uniq]  # (U, I)
+    yg = y[b, j].unsqueeze(-1)  # (G, J, 1)
+    w = weight.permute(1, 0, 2).reshape(I, O * J)
+    per = max(1, CHUNK_ELEMENTS // max(1, G * J))
+    parts = [torch.bmm((xu @ wc)[inv].view(G, -1, J), yg).squeeze(-1) for wc in w.split(per * J, dim=1)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, 1)

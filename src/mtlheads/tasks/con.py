@@ -90,12 +90,22 @@ class ConDecoder(nn.Module):
         return torch.cat([x_f[:, :-1], x_b[:, 1:]], -1), lengths
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Returns ``{"span": (B, N+1, N+1), "label": (B, N+1, N+1, |L|), "lengths": (B,)}``:
-        ``span[b, i, j]`` scores span ``(i, j)`` over fenceposts, ``label[b, i, j, l]`` its label ``l``."""
+        """Returns ``{"span": (B, N+1, N+1), "label_pairs": PairScores, "lengths": (B,)}``: ``span[b, i, j]``
+        scores span ``(i, j)`` over fenceposts; :func:`label_scores` gives ``label[b, i, j, l]``, the score of
+        its label ``l`` (the loss takes only the gold spans' with ``label_pairs.at``)."""
         fence, lengths = self.fenceposts(hidden, mask)
         s_span = self.span_attn(self.mlp_span_l(fence), self.mlp_span_r(fence)).squeeze(1)
-        s_label = self.label_attn(self.mlp_label_l(fence), self.mlp_label_r(fence)).permute(0, 2, 3, 1)
-        return {"span": s_span, "label": s_label, "lengths": lengths}
+        pairs = self.label_attn.pairs(self.mlp_label_l(fence), self.mlp_label_r(fence))
+        return {"span": s_span, "label_pairs": pairs, "lengths": lengths}
+
+
+def label_scores(out: dict) -> torch.Tensor:
+    """(B, N+1, N+1, |L|) span label scores of a decoder output, detached (decoding; ``out["label"]`` if
+    given)."""
+    if "label" in out:
+        return out["label"].detach()
+    with torch.no_grad():  # also for factors made under inference_mode and decoded after it
+        return out["label_pairs"].full().permute(0, 2, 3, 1)
 
 
 class ConTask(LabelVocab):
@@ -175,22 +185,29 @@ class ConTask(LabelVocab):
         """Tree-CRF NLL / #words + label CE over the gold spans, clamped at 0.
 
         Args:
-            out: Decoder output (``span`` (B, N+1, N+1), ``label`` (B, N+1, N+1, |L|), ``lengths`` (B,)).
+            out: Decoder output (``span`` (B, N+1, N+1), ``label_pairs`` or ``label`` (B, N+1, N+1, |L|),
+                ``lengths`` (B,)).
             targets: ``{"charts": (B, N+1, N+1)}``.
             mask: Encoder mask (unused: ``lengths`` comes from the decoder).
         """
-        s_span, s_label, lengths = out["span"], out["label"], out["lengths"]
+        # log Z - score(gold) cancels: under bf16 autocast the biaffine's bf16 scores would make the gold
+        # sum (2n - 1 terms) lose ~1/256 of its size, so both sides are summed in float32 (inside upcasts).
+        s_span, lengths = out["span"].float(), out["lengths"]
+        pairs = out.get("label_pairs")
+        n_labels = pairs.weight.shape[0] if pairs is not None else out["label"].shape[-1]
         charts = targets["charts"].to(s_span.device)
         if charts.shape != s_span.shape:
             raise ValueError(f"charts {tuple(charts.shape)} do not match span scores {tuple(s_span.shape)}")
         gold = charts >= 0
         gold_score = s_span.masked_fill(~gold, 0.0).sum((1, 2))
         span_loss = (inside(s_span, lengths) - gold_score).sum() / lengths.sum().clamp(min=1)
-        known = gold & (charts < s_label.shape[-1])
-        if bool(known.any()):
-            label_loss = F.cross_entropy(s_label[known], charts[known])
+        known = gold & (charts < n_labels)
+        if not bool(known.any()):
+            label_loss = pairs.zero() if pairs is not None else out["label"].sum() * 0.0
+        elif pairs is not None:  # only the gold spans' label scores: never the (B, N+1, N+1, |L|) tensor
+            label_loss = F.cross_entropy(pairs.at(*known.nonzero(as_tuple=True)), charts[known])
         else:
-            label_loss = s_label.sum() * 0.0
+            label_loss = F.cross_entropy(out["label"][known], charts[known])
         return (span_loss + label_loss).clamp(min=0.0)
 
     def decode(
@@ -216,7 +233,7 @@ class ConTask(LabelVocab):
         s_span, lengths = out["span"].detach(), out["lengths"].detach()
         scores = marginals(s_span, lengths) if self.mbr else s_span
         trees = cky(scores, lengths)
-        label_ids = out["label"].detach().argmax(-1).cpu()  # (B, N+1, N+1)
+        label_ids = label_scores(out).detach().argmax(-1).cpu()  # (B, N+1, N+1): all scores, as before
         flat = [(b, i, j) for b, spans in enumerate(trees) for i, j in spans]
         ids = label_ids[tuple(torch.tensor(flat, dtype=torch.long).view(-1, 3).T)].tolist()  # one gather
         labels = iter(self.labels[k] for k in ids)  # in the order of ``flat``: sentence by sentence

@@ -75,14 +75,25 @@ class DepDecoder(nn.Module):
             mask: (B, N) bool, True on ROOT and the words; padded heads get -inf arc scores.
 
         Returns:
-            ``{"arc": (B, N, N), "rel": (B, N, N, |R|)}`` with ``arc[b, d, h]`` the score of head ``h`` for
-            dependent ``d`` and ``rel[b, d, h, r]`` the score of relation ``r`` on that arc.
+            ``{"arc": (B, N, N), "rel_pairs": PairScores}`` with ``arc[b, d, h]`` the score of head ``h`` for
+            dependent ``d``; :func:`rel_scores` gives ``rel[b, d, h, r]``, the score of relation ``r`` on that
+            arc (the loss takes only the gold arcs' with ``rel_pairs.at``).
         """
         s_arc = self.arc_attn(self.mlp_arc_d(hidden), self.mlp_arc_h(hidden)).squeeze(1)
         if mask is not None:
             s_arc = s_arc.masked_fill(~mask[:, None, :], float("-inf"))
-        s_rel = self.rel_attn(self.mlp_rel_d(hidden), self.mlp_rel_h(hidden)).permute(0, 2, 3, 1)
-        return {"arc": s_arc, "rel": s_rel}
+        return {
+            "arc": s_arc,
+            "rel_pairs": self.rel_attn.pairs(self.mlp_rel_d(hidden), self.mlp_rel_h(hidden)),
+        }
+
+
+def rel_scores(out: dict) -> torch.Tensor:
+    """(B, N, N, |R|) relation scores of a decoder output, detached (decoding; ``out["rel"]`` if given)."""
+    if "rel" in out:
+        return out["rel"].detach()
+    with torch.no_grad():  # also for factors made under inference_mode and decoded after it
+        return out["rel_pairs"].full().permute(0, 2, 3, 1)
 
 
 class DepMetric:
@@ -198,25 +209,32 @@ class DepTask(LabelVocab):
         """Arc CE + relation CE at the gold head, each a mean over non-ROOT, non-pad tokens.
 
         Args:
-            out: ``{"arc": (B, N, N), "rel": (B, N, N, |R|)}``.
+            out: the decoder output (``{"arc": (B, N, N), "rel_pairs"}``, or ``"rel"`` (B, N, N, |R|)).
             targets: ``{"heads": (B, N), "rels": (B, N)}``.
             mask: (B, N) bool, True on ROOT and words.
         """
-        s_arc, s_rel = out["arc"], out["rel"]
+        s_arc = out["arc"]
+        pairs = out.get("rel_pairs")
+        n_rels = pairs.weight.shape[0] if pairs is not None else out["rel"].shape[-1]
+        zero = pairs.zero() if pairs is not None else out["rel"].sum() * 0.0  # reaches the relation scorer
         heads = targets["heads"].to(s_arc.device)
         rels = targets["rels"].to(s_arc.device)
         keep = mask & (heads >= 0)
         keep[:, 0] = False
         if not bool(keep.any()):
-            return s_arc.masked_fill(torch.isinf(s_arc), 0).sum() * 0.0 + s_rel.sum() * 0.0
+            return s_arc.masked_fill(torch.isinf(s_arc), 0).sum() * 0.0 + zero
         b_idx, d_idx = keep.nonzero(as_tuple=True)
         gold_heads = heads[b_idx, d_idx]
         arc_loss = F.cross_entropy(s_arc[b_idx, d_idx], gold_heads)
         gold_rels = rels[b_idx, d_idx]
-        gold_rels = gold_rels.masked_fill(gold_rels >= s_rel.shape[-1], IGNORE)
+        gold_rels = gold_rels.masked_fill(gold_rels >= n_rels, IGNORE)
         if not bool((gold_rels >= 0).any()):
-            return arc_loss + s_rel.sum() * 0.0
-        rel_loss = F.cross_entropy(s_rel[b_idx, d_idx, gold_heads], gold_rels, ignore_index=IGNORE)
+            return arc_loss + zero
+        # Only the gold arcs' relation scores: never the (B, N, N, |R|) tensor in training.
+        s_gold = (
+            pairs.at(b_idx, d_idx, gold_heads) if pairs is not None else out["rel"][b_idx, d_idx, gold_heads]
+        )
+        rel_loss = F.cross_entropy(s_gold, gold_rels, ignore_index=IGNORE)
         return arc_loss + rel_loss
 
     def tree_heads(self, s_arc: torch.Tensor, *, decoder: str | None = None) -> torch.Tensor:
@@ -246,7 +264,7 @@ class DepTask(LabelVocab):
         """Argmax heads (tree decoder fallback when ``final``) and the argmax relation at each predicted head.
 
         Args:
-            out: ``{"arc": (B, N, N), "rel": (B, N, N, |R|)}``.
+            out: the decoder output (see ``loss``); all relation scores are computed, as before.
             mask: (B, N) bool, True on ROOT and words (a prefix of each row).
             final: Repair sentences whose argmax is not a well-formed tree with ``self.decoder``
                 (see ``tree_heads``).
@@ -254,7 +272,7 @@ class DepTask(LabelVocab):
         Returns:
             Per sentence ``(heads, rels)``: n heads (1-based, 0 = ROOT) and n relation strings.
         """
-        s_arc, s_rel = out["arc"].detach(), out["rel"].detach()
+        s_arc, s_rel = out["arc"].detach(), rel_scores(out).detach()
         lengths = (mask.sum(1) - 1).tolist()  # words per sentence
         heads = s_arc.argmax(-1)  # (B, N)
         if final:
