@@ -13,6 +13,7 @@ from mtlheads.data.sentence import Sentence
 from mtlheads.tasks.biaffine import MLP, SharedDropout
 from mtlheads.tasks.con import ConTask, label_scores
 from mtlheads.tasks.evalb import EvalbMetric
+from mtlheads.tasks.treecrf import inside
 from mtlheads.tasks.trees import strip_functions, to_string
 
 TREES = [
@@ -191,3 +192,37 @@ def test_decode_labels_gathered_at_once_equal_the_per_sentence_lookup() -> None:
     label_ids = out["label"].argmax(-1)
     old = [[(i, j, task.labels[int(label_ids[b, i, j])]) for i, j in spans] for b, spans in enumerate(trees)]
     assert task.decode(out, _mask(lengths.tolist())) == old
+
+
+def test_bf16_autocast_loss_sums_log_z_and_gold_score_in_float32() -> None:
+    """Under ``trainer.precision=bf16-mixed`` the span scores come out of the biaffine in bf16; the NLL
+    log Z - score(gold) must still be formed in float32 from them (a bf16 gold sum loses ~1/256 of it)."""
+    task = _task(n_mlp_span=16, n_mlp_label=8)
+    decoder = task.build_decoder(10)
+    for p in decoder.parameters():
+        torch.nn.init.normal_(p, std=1.0)  # large scores: where a bf16 sum would be off by a lot
+    batch = [TRAIN[1], TRAIN[0], TRAIN[4]]
+    mask = _mask([len(s.words) for s in batch])
+    hidden = torch.randn(3, mask.shape[1], 10, generator=torch.Generator().manual_seed(0))
+    targets = task.targets(batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = decoder(hidden, mask)
+        loss = task.loss(out, targets, mask)
+    assert out["span"].dtype == torch.bfloat16 and loss.dtype == torch.float32
+    as_fp32 = {**out, "span": out["span"].float()}  # the same bf16 values, summed in float32 by hand
+    gold = targets["charts"] >= 0
+    nll = inside(as_fp32["span"], out["lengths"]) - as_fp32["span"].masked_fill(~gold, 0).sum((1, 2))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = task.loss(as_fp32, targets, mask)
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-6)
+    bf16_gold = out["span"].masked_fill(~gold, 0).sum((1, 2))  # what summing in bf16 would give
+    assert bf16_gold.dtype == torch.bfloat16 and torch.isfinite(nll).all()
+
+
+def test_inside_under_bf16_autocast_is_float32() -> None:
+    scores = torch.randn(2, 6, 6, generator=torch.Generator().manual_seed(1)).bfloat16()
+    lengths = torch.tensor([5, 3])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        log_z = inside(scores, lengths)
+    assert log_z.dtype == torch.float32
+    torch.testing.assert_close(log_z, inside(scores.float(), lengths), rtol=0, atol=0)
