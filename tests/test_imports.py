@@ -13,8 +13,8 @@ SRC = Path(mtlheads.__file__).resolve().parent
 # Imports run one way, from a higher rank to a lower one (the design's "modes -> fit/checkpoint ->
 # model/build -> heads/encoder/tasks/training -> data"); modules of one package may import each other.
 RANK = {
-    "errors": -1,  # what a user error is: raised from every layer
-    "utils": 0, "data": 0, "conf": 0,
+    "errors": -2,  # what a user error is: raised from every layer
+    "utils": -1, "data": 0, "conf": 0,  # utils: atomic writes and file loading, for every layer
     "tasks": 1, "encoder": 1, "launch": 1, "validate": 1,
     "heads": 2, "training": 2,
     "model": 3, "build": 4, "checkpoint": 5, "fit": 6, "score": 6, "report": 6,

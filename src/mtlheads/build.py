@@ -5,6 +5,7 @@ Each mode composes these; none of them knows which mode called it.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +21,8 @@ from mtlheads.encoder.load import load_encoder
 from mtlheads.encoder.word_encoder import WordEncoder
 from mtlheads.errors import ConfigError, MissingFileError, UserError, one_line
 from mtlheads.heads.gate import HeadGate, head_shape
+from mtlheads.heads.masks import task_mask_gate
+from mtlheads.heads.tickets import super_tickets
 from mtlheads.model import MultiTaskModel, OptimConfig
 from mtlheads.tasks.base import Task
 from mtlheads.training.data import TaskSplit, subword_lengths
@@ -82,11 +85,25 @@ def instantiate_config(node: DictConfig, key: str, **kwargs):
         raise ConfigError(f"config key {key}: {one_line(cause)}", key=key) from e
 
 
-def build_head_gate(cfg: DictConfig | None, encoder: WordEncoder, tasks: list[str]) -> HeadGate | None:
-    """``cfg.heads`` -> the gate for the model's slot, sized to ``encoder`` (None for ``heads=none``)."""
+def build_head_gate(
+    cfg: DictConfig | None, encoder: WordEncoder, tasks: list[str], tickets: str | None = None
+) -> HeadGate | None:
+    """``cfg.heads`` -> the gate for the model's slot, sized to ``encoder`` (None for ``heads=none``).
+
+    ``tickets`` (the config key): a folder of ``mode=tickets`` runs; each task's batches then run under its
+    own super ticket (Super Tickets' ticket sharing) and ``heads`` must be ``none``.
+    """
+    layers, heads = head_shape(encoder.model)
+    if tickets:
+        if cfg and cfg.get("_target_"):
+            raise ValueError(
+                "config keys 'tickets' and 'heads' both set a head gate: use heads=none with tickets"
+            )
+        return task_mask_gate(
+            super_tickets(tickets, shape=(layers, heads)), tasks, where=f"tickets={tickets}"
+        )
     if not cfg or not cfg.get("_target_"):
         return None
-    layers, heads = head_shape(encoder.model)
     kwargs = {k: v for k, v in cfg.items() if k != "name"}  # name: the option's label, not an argument
     return instantiate(kwargs, num_layers=layers, num_heads=heads, tasks=list(tasks))
 
@@ -98,7 +115,7 @@ def build_model(cfg: DictConfig, tasks: Mapping[str, Task], encoder: WordEncoder
         tasks=tasks,
         optim=instantiate(cfg.optim) if cfg.get("optim") else OptimConfig(),
         balancer=instantiate(cfg.balancer) if cfg.get("balancer") else None,
-        heads=build_head_gate(cfg.get("heads"), encoder, list(tasks)),
+        heads=build_head_gate(cfg.get("heads"), encoder, list(tasks), cfg.get("tickets")),
     )
 
 
@@ -152,8 +169,27 @@ def read_task_data(
         check_alignment({str(cfg.tasks[n][split]): d[split].sentences for n, d in data.items() if split in d})
     for name, task in tasks.items():
         if "train" in data[name]:
+            if cfg.tasks[name].get("keep"):  # a subset of the training data (GradTS-fg)
+                data[name]["train"] = keep_subset(
+                    data[name]["train"], cfg.tasks[name].keep, f"tasks.{name}.keep"
+                )
             task.fit_vocab(data[name]["train"].sentences)
     return data
+
+
+def keep_subset(split: TaskSplit, path: str, key: str) -> TaskSplit:
+    """The sentences of ``split`` whose 0-based indices a JSON list in ``path`` names, in file order."""
+    try:
+        keep = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"config key {key}: cannot read a JSON list of sentence indices from {path}: {e}", key=key
+        ) from None
+    n = len(split.sentences)
+    if not isinstance(keep, list) or not all(isinstance(i, int) and 0 <= i < n for i in keep):
+        raise ConfigError(f"config key {key}: {path} must list sentence indices in 0..{n - 1}", key=key)
+    idx = sorted(set(keep))
+    return TaskSplit(sentences=[split.sentences[i] for i in idx], lengths=[split.lengths[i] for i in idx])
 
 
 def build_logger(cfg: DictConfig, out_dir: Path):

@@ -100,7 +100,7 @@ def load_model(path: str | os.PathLike) -> tuple[MultiTaskModel, Any, DictConfig
     cfg = OmegaConf.create(config)
     tasks = restore_tasks(config, ckpt[VOCAB_KEY])
     encoder, tokenizer = build_encoder(cfg.encoder)
-    model = build_model(OmegaConf.create({**config, "heads": None}), tasks, encoder)
+    model = build_model(OmegaConf.create({**config, "heads": None, "tickets": None}), tasks, encoder)
     model.set_heads(_saved_gate(cfg, state, encoder, list(tasks)))
     model.load_state_dict(state)
     stamp(model, config)
@@ -110,9 +110,12 @@ def load_model(path: str | os.PathLike) -> tuple[MultiTaskModel, Any, DictConfig
 def _saved_gate(cfg: DictConfig, state: dict, encoder, tasks: list[str]) -> HeadGate | None:
     """The gate a checkpoint was trained with; a mask comes from the saved buffer, not from its file."""
     if "heads.mask" in state:
-        return MaskGate(mask=state["heads.mask"])
+        fold = bool((cfg.get("heads") or {}).get("fold", False))
+        return MaskGate(mask=state["heads.mask"], ffn=state.get("heads.ffn_mask"), fold=fold)
     if "heads.masks" in state:
-        return TaskMaskGate(masks=dict(zip(tasks, state["heads.masks"], strict=True)))
+        ffn = state.get("heads.ffn_masks")
+        ffn = None if ffn is None else dict(zip(tasks, ffn, strict=True))
+        return TaskMaskGate(masks=dict(zip(tasks, state["heads.masks"], strict=True)), ffn=ffn)
     return build_head_gate(cfg.get("heads"), encoder, tasks)
 
 
@@ -155,7 +158,7 @@ def load_pruned_model(path: str | os.PathLike) -> tuple[MultiTaskModel, Any, Dic
         path / PRUNED_ENCODER, attn_implementation=cfg.encoder.attn_implementation
     )
     model = build_model(
-        OmegaConf.create({**saved[CONFIG_KEY], "heads": None}),
+        OmegaConf.create({**saved[CONFIG_KEY], "heads": None, "tickets": None}),
         tasks,
         wrap_encoder(hf_model, tokenizer, cfg.encoder),
     )

@@ -194,7 +194,7 @@ def test_multirun_goes_on_after_a_failed_job_and_resume_retries_only_it(tmp_path
         assert f"got exitcode: {code}" in (run / "logs" / "debug.log").read_text()
 
     report = subprocess.run(
-        [sys.executable, "-m", "mtlheads.report.collect", str(sweep)],
+        [sys.executable, "-m", "mtlheads.report.cli", str(sweep)],
         capture_output=True,
         text=True,
         timeout=300,

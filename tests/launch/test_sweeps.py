@@ -25,7 +25,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from mtlheads.launch.resolvers import CONF_DIR, register_resolvers
-from mtlheads.report import collect, search
+from mtlheads.report import cli, search
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEPS = ROOT / "sweeps"
@@ -380,7 +380,7 @@ def test_optuna_search_records_a_failed_trial_survives_a_kill_and_resumes(tmp_pa
     assert failure["type"] == "FileNotFoundError" and "extra.conllu" in failure["error"]
 
     # The report of the killed search: 1 finished, the failure with its error, 1 unfinished.
-    assert collect.main([str(sweep)]) == 0
+    assert cli.main([str(sweep)]) == 0
     report = json.loads((sweep / "search.json").read_text())
     assert report["counts"] == {"finished": 1, "failed": 1, "unfinished": 1}
     assert [t["dir"] for t in report["trials"]] == [first.name, failed.name, killed.name]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtlheads.report.collect import FAILURE_FILE, main
+from mtlheads.report.cli import main
+from mtlheads.report.collect import FAILURE_FILE
 
 
 def config(seed: int, temperature: float, job: str) -> dict:

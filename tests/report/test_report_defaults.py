@@ -9,7 +9,7 @@ import yaml
 from conftest import compose_config
 from omegaconf import OmegaConf
 
-from mtlheads.report.collect import main
+from mtlheads.report.cli import main
 from mtlheads.report.defaults import differences
 
 # The Figure 1a runs of docs/gates.md: the preset plus what its command line set.

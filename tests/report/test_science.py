@@ -12,7 +12,7 @@ from conftest import compose_config
 from omegaconf import OmegaConf
 
 from mtlheads.heads.probe_results import ProbeResult
-from mtlheads.report.collect import main
+from mtlheads.report.cli import main
 from mtlheads.report.tickets import summarize
 
 PAPERS = Path(__file__).resolve().parents[2] / "docs" / "science" / "papers.yaml"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtlheads.report import collect, search
+from mtlheads.report import cli, search
 
 OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 
@@ -62,7 +62,7 @@ def _rows(markdown: str) -> list[list[str]]:
 
 def test_optuna_sweep_is_reported_as_a_search_sorted_by_the_objective(tmp_path, capsys):
     sweep = _optuna_sweep(tmp_path / "sweep")
-    assert collect.main([str(sweep)]) == 0
+    assert cli.main([str(sweep)]) == 0
     printed = capsys.readouterr().out
     assert printed == (sweep / "search.md").read_text()
     header, *rows = _rows(printed)
@@ -107,9 +107,9 @@ def test_wandb_sweep_runs_are_a_search_with_the_keys_that_differ(tmp_path, capsy
     for run, lr, score in [("r1", 1e-5, 0.5), ("r2", 1e-3, 0.7), ("r3", 1e-4, 0.6)]:
         _job(root, run, [*fixed, f"optim.encoder_lr={lr}", "optim.decoder_lr=0.001"], score)
     assert not search.is_search(root)  # no Optuna sweep: only with --search
-    assert collect.main([str(root)]) == 0 and not (root / "search.md").exists()
+    assert cli.main([str(root)]) == 0 and not (root / "search.md").exists()
     capsys.readouterr()
-    assert collect.main([str(root), "--search", "--objective", "dev/pos/acc"]) == 0
+    assert cli.main([str(root), "--search", "--objective", "dev/pos/acc"]) == 0
     header, *rows = _rows(capsys.readouterr().out)
     assert header[2:5] == ["optim.encoder_lr", "dev/pos/acc", "dev/score"]
     assert [r[1] for r in rows] == ["`r2`", "`r3`", "`r1`"]
@@ -126,7 +126,7 @@ def test_an_ordinary_multirun_keeps_its_report(tmp_path, capsys):
     (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"sweeper": {"_target_": basic}}}))
     for seed, score in [(1, 0.5), (2, 0.7)]:
         _job(sweep, f"{seed - 1}_stl-pos-s{seed}", ["mode=stl", f"seed={seed}"], score)
-    assert collect.main([str(sweep)]) == 0
+    assert cli.main([str(sweep)]) == 0
     assert capsys.readouterr().out == (sweep / "report.md").read_text()
     assert not list(sweep.glob("search*"))
 

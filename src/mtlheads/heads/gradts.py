@@ -11,7 +11,8 @@ Per-instance gradients come from ONE batched forward and backward: a Linear's we
 instance b is ``Σ_t g_{b,t} x_{b,t}ᵀ`` (its output gradient and input at each token), exact as long as the
 summed loss is a sum of per-instance losses (``MultiTaskModel.example_losses``). The task-level matrix is
 the mean of the un-normalised instance matrices; both are then sum-normalised per layer (A.2: the global
-min-max the released code adds does not change a Kendall τ).
+min-max the released code adds does not change a Kendall τ). Tasks are compared by Kendall τ-b between
+their flattened matrices (A.4), auxiliary instances by τ-b against the main task's task-level matrix.
 """
 
 from __future__ import annotations
@@ -151,3 +152,21 @@ def gradts_importance(
     raw = torch.cat(rows) if rows else torch.zeros(0, len(pairs), num_heads)
     raw_task = raw.mean(dim=0)
     return GradTSImportance(task=normalize_rows(raw_task), instances=normalize_rows(raw), raw_task=raw_task)
+
+
+def kendall_tau(a: Tensor, b: Tensor) -> float:
+    """Kendall τ-b (scipy's default, tie-corrected) between two flattened (L, H) matrices."""
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(a.flatten().numpy(), b.flatten().numpy())[0])
+
+
+def tau_matrix(matrices: dict[str, Tensor]) -> list[list[float]]:
+    """τ-b between every pair of tasks' (L, H) importance matrices, in ``matrices`` order."""
+    names = list(matrices)
+    return [[kendall_tau(matrices[a], matrices[b]) for b in names] for a in names]
+
+
+def instance_taus(main: Tensor, instances: Tensor) -> Tensor:
+    """τ-b of each auxiliary instance's (L, H) matrix against the main task's task-level matrix: (N,)."""
+    return torch.tensor([kendall_tau(main, inst) for inst in instances], dtype=torch.float64)

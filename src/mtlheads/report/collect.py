@@ -18,7 +18,6 @@ into ``--out`` (default ``<dir>``) and prints the Markdown.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -29,9 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from mtlheads.report import defaults, search
-from mtlheads.report.tables import to_latex, to_markdown
-from mtlheads.utils.io import atomic_write_json, atomic_write_text
+from mtlheads.report import defaults
 
 METRICS_FILE, CONFIG_FILE, FAILURE_FILE = "metrics.json", "config.yaml", "failure.json"
 SPLITS = ("dev", "test")
@@ -256,39 +253,3 @@ def build_report(root: Path) -> dict:
         )
     note = "values are fractions, times seconds; std = sample std (ddof=1), null with one seed"
     return {"root": str(root), "note": note, "columns": cols, "configurations": rows, "failed": problems}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``mtlheads-report``; returns the exit status (1: nothing found, 2: no such dir)."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("science", "save"):  # mtlheads-report science|save ... (report/science.py)
-        from mtlheads.report import science
-
-        return science.main(argv)
-    parser = argparse.ArgumentParser(prog="mtlheads-report", description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("dir", type=Path, help="directory searched recursively for metrics.json files")
-    parser.add_argument("--out", type=Path, default=None, help="where report.{md,tex,json} go (default: dir)")
-    parser.add_argument(
-        "--times", choices=("mean", "range"), default="mean", help="time columns: mean ± std | min/median/max"
-    )
-    search.add_arguments(parser)
-    args = parser.parse_args(argv)
-    if not args.dir.is_dir():
-        print(f"error: {args.dir} is not a directory", file=sys.stderr)
-        return 2
-    report = build_report(args.dir) | {"times": args.times}
-    if not report["configurations"] and not report["failed"]:
-        print(f"error: no {METRICS_FILE} and no job directory below {args.dir}", file=sys.stderr)
-        return 1
-    out = args.out or args.dir
-    markdown = to_markdown(report)
-    atomic_write_text(out / "report.md", markdown)
-    atomic_write_text(out / "report.tex", to_latex(report))
-    atomic_write_json(out / "report.json", report)
-    # A hyperparameter search (an Optuna sweep dir, or --search) also gets search.{md,json,png,pdf}.
-    print(search.report_from_args(args, out) or markdown, end="")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
