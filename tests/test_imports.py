@@ -17,7 +17,7 @@ RANK = {
     "utils": -1, "data": 0, "conf": 0,  # utils: atomic writes and file loading, for every layer
     "tasks": 1, "encoder": 1, "launch": 1, "validate": 1,
     "heads": 2, "training": 2,
-    "model": 3, "build": 4, "checkpoint": 5, "fit": 6, "score": 6, "report": 6,
+    "model": 3, "build": 4, "checkpoint": 5, "fit": 6, "score": 6, "predict": 6, "report": 6,
     "modes": 7,
     "cli": 8,
 }  # fmt: skip

@@ -18,7 +18,10 @@ from conftest import compose_config, run_cli
 from mtlheads.checkpoint import load_model
 from mtlheads.data import excerpt_dir, read_conll2012, read_conllu, read_iob2
 from mtlheads.data.sentence import DataFormatError
+from mtlheads.data.trees import gold_spans, to_string, to_tree
 from mtlheads.modes import predict, train
+from mtlheads.predict.inputs import input_files, read_inputs
+from mtlheads.predict.stream import predict_stream
 from mtlheads.tasks.con import ConTask
 from mtlheads.tasks.dep import DepMetric
 from mtlheads.tasks.evalb import EvalbMetric
@@ -26,7 +29,6 @@ from mtlheads.tasks.ner import NerMetric
 from mtlheads.tasks.pos import PosMetric
 from mtlheads.tasks.scorer_conventions import read_props
 from mtlheads.tasks.srl_metric import SrlMetric, clean_srl
-from mtlheads.tasks.trees import gold_spans, to_string, to_tree
 
 EWT = excerpt_dir()
 FILES = {  # what a five-task checkpoint writes for the excerpt's test files
@@ -76,11 +78,9 @@ def second_pass(tiny_run, tmp_path_factory) -> dict[str, list]:
     model, tokenizer, train_cfg = load_model(tiny_run)
     model.final_decode = True
     cfg = predict_cfg(tiny_run, tmp_path_factory.mktemp("unused"))
-    inputs = predict.read_inputs(predict.input_files(cfg, model.tasks, train_cfg), model.tasks, tokenizer)
+    inputs = read_inputs(input_files(cfg, model.tasks, train_cfg), model.tasks, tokenizer)
     return {
-        inp.fmt: [
-            p for _, p in predict.predict_stream(model, tokenizer, inp, cfg.batch, metrics={}, progress=False)
-        ]
+        inp.fmt: [p for _, p in predict_stream(model, tokenizer, inp, cfg.batch, metrics={}, progress=False)]
         for inp in inputs
     }
 
@@ -227,11 +227,11 @@ def test_unknown_task_in_eval_files_is_refused(tiny_run, tmp_path) -> None:
 def test_predict_stream_decodes_one_batch_at_a_time(tiny_run, monkeypatch) -> None:
     model, tokenizer, train_cfg = load_model(tiny_run)
     cfg = predict_cfg(tiny_run, Path("unused"), "batch.eval_max_tokens=600")
-    (inp,) = predict.read_inputs({"pos": [str(EWT / "ud" / "test.conllu")]}, model.tasks, tokenizer)
+    (inp,) = read_inputs({"pos": [str(EWT / "ud" / "test.conllu")]}, model.tasks, tokenizer)
     decoded: list[int] = []
     original = model.tasks["pos"].decode
     monkeypatch.setattr(model.tasks["pos"], "decode", lambda o, m, final: decoded.append(1) or original(o, m))
-    stream = predict.predict_stream(model, tokenizer, inp, cfg.batch, metrics={}, progress=False)
+    stream = predict_stream(model, tokenizer, inp, cfg.batch, metrics={}, progress=False)
     first = next(stream)
     assert first[0] is inp.sentences[0] and len(decoded) == 1  # nothing decoded beyond the first batch
     assert len(list(stream)) == 97 and len(decoded) > 5

@@ -16,6 +16,8 @@ from mtlheads.checkpoint import load_model
 from mtlheads.data.glue_reader import read_glue
 from mtlheads.data.prediction_formats import glue_prediction_name, read_glue_predictions
 from mtlheads.modes import predict, train
+from mtlheads.predict.inputs import input_files, read_inputs
+from mtlheads.predict.stream import predict_stream
 from mtlheads.tasks.glue_metrics import glue_metrics
 
 PAIRS = [
@@ -81,7 +83,7 @@ def test_glue_test_sets_give_one_leaderboard_file_per_task(glue_run, tmp_path) -
     assert sorted(p.name for p in folder.iterdir()) == ["MNLI-m.tsv", "MNLI-mm.tsv", "RTE.tsv", "STS-B.tsv"]
     model, tokenizer, train_cfg = load_model(run)
     cfg = predict_cfg(run, tmp_path)
-    inputs = predict.read_inputs(predict.input_files(cfg, model.tasks, train_cfg), model.tasks, tokenizer)
+    inputs = read_inputs(input_files(cfg, model.tasks, train_cfg), model.tasks, tokenizer)
     assert [Path(i.path).relative_to(root).as_posix() for i in inputs] == [
         "glue/RTE/test.tsv",
         "glue/MNLI/test_matched.tsv",
@@ -94,8 +96,7 @@ def test_glue_test_sets_give_one_leaderboard_file_per_task(glue_run, tmp_path) -
         rows = read_glue_predictions(file, task=name)
         assert [r[0] for r in rows] == [str(k) for k in INDEX]  # the file's own indices, in its order
         preds = [
-            p[name]
-            for _, p in predict.predict_stream(model, tokenizer, inp, cfg.batch, metrics={}, progress=False)
+            p[name] for _, p in predict_stream(model, tokenizer, inp, cfg.batch, metrics={}, progress=False)
         ]
         if name == "stsb":
             assert [r[1] for r in rows] == preds and all(isinstance(p, float) for p in preds)  # exact

@@ -37,7 +37,9 @@ from mtlheads.checkpoint import load_model
 from mtlheads.data import excerpt_dir, is_punct, read_conll2012, read_conllu, read_iob2
 from mtlheads.data.conllu_reader import read_lines
 from mtlheads.data.prediction_formats import conll2018_attachment
-from mtlheads.modes import predict
+from mtlheads.data.trees import to_string, to_tree
+from mtlheads.predict.inputs import read_inputs
+from mtlheads.predict.stream import predict_stream
 from mtlheads.tasks.con import ConTask
 from mtlheads.tasks.scorer_conventions import (
     conll18_from_files,
@@ -47,7 +49,6 @@ from mtlheads.tasks.scorer_conventions import (
     srl_eval,
 )
 from mtlheads.tasks.srl_metric import SrlMetric, clean_srl
-from mtlheads.tasks.trees import to_string, to_tree
 
 pytestmark = pytest.mark.slow
 EWT = excerpt_dir()
@@ -171,11 +172,9 @@ def test_real_predictions_come_back_from_the_written_files(real) -> None:
     cfg = compose_config(["mode=predict", f"ckpt={run}"])
     files = {"pos": [str(TEST["ud"])], "dep": [str(TEST["ud"])], "ner": [str(TEST["ner"])]}
     files |= {"con": [str(TEST["conll"])], "srl": [str(TEST["conll"])]}
-    inputs = predict.read_inputs(files, model.tasks, tokenizer)
+    inputs = read_inputs(files, model.tasks, tokenizer)
     stream = {
-        i.fmt: [
-            p for _, p in predict.predict_stream(model, tokenizer, i, cfg.batch, metrics={}, progress=False)
-        ]
+        i.fmt: [p for _, p in predict_stream(model, tokenizer, i, cfg.batch, metrics={}, progress=False)]
         for i in inputs
     }
     folder = out / "predictions"

@@ -11,7 +11,7 @@ import pytest
 
 from mtlheads.data.sentence import Sentence
 from mtlheads.data.writers import write_conllu, write_ptb
-from mtlheads.modes.predict import fan_out, file_order_batches
+from mtlheads.predict.stream import fan_out, file_order_batches
 
 
 def test_file_order_batches_keep_the_order_and_the_budget() -> None:

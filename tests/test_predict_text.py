@@ -19,9 +19,11 @@ from mtlheads.data import read_conllu
 from mtlheads.data.prediction_formats import read_conllu_predictions
 from mtlheads.data.ptb import escape_leaf
 from mtlheads.data.sentence import DataFormatError
+from mtlheads.data.trees import spans_to_tree, to_string, to_tree
 from mtlheads.errors import ConfigError
 from mtlheads.modes import predict, train
-from mtlheads.tasks.trees import spans_to_tree, to_string, to_tree
+from mtlheads.predict.inputs import read_raw_text
+from mtlheads.predict.stream import predict_stream
 
 LONG = " ".join(["internationalization", "of", "Zoë's", "東京", "café"] * 90)  # 450 words, > 512 subwords
 LINES = [
@@ -101,11 +103,9 @@ def test_raw_text_gives_one_conllu_with_every_token_task_and_a_tree_file(
     assert len(tokenizer(LONG.split(), is_split_into_words=True)["input_ids"]) > 512  # the sliding window ran
     # a second pass of the same stream: the file holds exactly these predictions
     model.final_decode = True
-    inp = predict.read_raw_text(str(text_file), "whitespace", model.tasks, tokenizer)
+    inp = read_raw_text(str(text_file), "whitespace", model.tasks, tokenizer)
     cfg = predict_cfg(tiny_run, tagged)
-    preds = [
-        p for _, p in predict.predict_stream(model, tokenizer, inp, cfg.batch, metrics={}, progress=False)
-    ]
+    preds = [p for _, p in predict_stream(model, tokenizer, inp, cfg.batch, metrics={}, progress=False)]
     assert [s.pos for s in back] == [p["pos"] for p in preds]
     assert [(s.heads, s.rels) for s in back] == [tuple(p["dep"]) for p in preds]
     assert [s.entities for s in back] == [p["ner"] for p in preds]

@@ -22,6 +22,7 @@ from mtlheads.data.prediction_formats import (
 )
 from mtlheads.data.ptb import escape_leaf
 from mtlheads.data.sentence import Sentence
+from mtlheads.data.trees import gold_spans, to_string, to_tree
 from mtlheads.data.writers import (
     write_conll2012,
     write_conllu,
@@ -32,7 +33,6 @@ from mtlheads.data.writers import (
 )
 from mtlheads.tasks.scorer_conventions import read_props
 from mtlheads.tasks.srl_metric import clean_srl, srl_tuples
-from mtlheads.tasks.trees import gold_spans, to_string, to_tree
 
 EWT = excerpt_dir()
 SPLITS = ("dev", "test")

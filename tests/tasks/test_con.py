@@ -10,11 +10,11 @@ from decoder_fit import overfit
 from nltk import Tree
 
 from mtlheads.data.sentence import Sentence
+from mtlheads.data.trees import strip_functions, to_string
 from mtlheads.tasks.biaffine import MLP, SharedDropout
 from mtlheads.tasks.con import ConTask, label_scores
 from mtlheads.tasks.evalb import EvalbMetric
 from mtlheads.tasks.treecrf import inside
-from mtlheads.tasks.trees import strip_functions, to_string
 
 TREES = [
     "(TOP (S (NP-SBJ (PRP She)) (VP (VBZ reads) (NP (NNS books))) (. .)))",

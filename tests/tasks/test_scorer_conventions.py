@@ -26,6 +26,7 @@ from seqeval.scheme import IOB2
 from mtlheads.data import excerpt_dir, iob2_to_spans, read_conll2012, read_conllu, read_iob2
 from mtlheads.data.prediction_formats import conll2018_attachment
 from mtlheads.data.sentence import Sentence
+from mtlheads.data.trees import is_preterminal, to_string
 from mtlheads.data.writers import write_conllu, write_iob2, write_ptb, write_srl_props
 from mtlheads.tasks.dep import DepMetric
 from mtlheads.tasks.evalb import EvalbMetric
@@ -38,7 +39,6 @@ from mtlheads.tasks.scorer_conventions import (
     srl_eval,
 )
 from mtlheads.tasks.srl_metric import SrlMetric, clean_srl
-from mtlheads.tasks.trees import is_preterminal, to_string
 
 EWT = excerpt_dir()
 

@@ -31,7 +31,7 @@ from mtlheads.data.glue_reader import GLUE_TASKS, glue_task_name
 from mtlheads.data.iob2_reader import IOB2Error, iob2_to_spans, spans_to_iob2
 from mtlheads.data.ptb import normalize_token
 from mtlheads.data.sentence import DataFormatError, Sentence
-from mtlheads.tasks.trees import is_preterminal
+from mtlheads.data.trees import is_preterminal
 
 NER_KEY, SRL_KEY = "NER", "SRL"
 EMPTY_FRAME = "-"

@@ -51,7 +51,7 @@ from mtlheads.data.prediction_formats import (
 )
 from mtlheads.data.ptb import normalize_token
 from mtlheads.data.sentence import DataFormatError, Sentence
-from mtlheads.tasks.trees import spans_to_tree, to_string, to_tree
+from mtlheads.data.trees import spans_to_tree, to_string, to_tree
 from mtlheads.utils.io import atomic_write
 
 UNKNOWN_TAG = "XX"  # POS of a word with no tag in a built tree; frameset of a predicted predicate

@@ -33,8 +33,8 @@ from nltk import Tree
 from torch import Tensor
 
 from mtlheads.data.sentence import Sentence
+from mtlheads.data.trees import WRAPPERS, strip_label
 from mtlheads.tasks.srl_metric import clean_srl
-from mtlheads.tasks.trees import WRAPPERS, strip_label
 
 KINDS = ("pos", "ner", "con", "dep", "srl")
 VALUE_KINDS = frozenset({"pos", "ner", "con"})  # scored on attended values (nearest centroid)

@@ -11,7 +11,7 @@ Span MLPs (left/right, 500) and label MLPs (left/right, 100) are LeakyReLU + Sha
 biaffine has a bias on the left side only, the label biaffine on both sides.
 
 **Training.** Gold trees are function-tag-stripped, left-binarised and unary-collapsed
-(:mod:`mtlheads.tasks.trees`), giving ``2n - 1`` labelled spans. Loss = Tree-CRF NLL summed over the batch
+(:mod:`mtlheads.data.trees`), giving ``2n - 1`` labelled spans. Loss = Tree-CRF NLL summed over the batch
 and divided by its number of words, plus label cross entropy over the gold spans (mean); a negative total
 (rounding) is clamped to 0. Labels absent from the training vocabulary keep their span in the CRF term but
 are skipped by the label loss.
@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtlheads.data.sentence import Sentence
+from mtlheads.data.trees import Span, gold_spans, spans_to_tree, to_string
 from mtlheads.tasks.biaffine import MLP, Biaffine
 from mtlheads.tasks.evalb import EvalbMetric
 from mtlheads.tasks.treecrf import cky, inside, marginals
-from mtlheads.tasks.trees import Span, gold_spans, spans_to_tree, to_string
 from mtlheads.tasks.vocab import LabelVocab
 
 IGNORE = -100

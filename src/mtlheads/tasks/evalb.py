@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from nltk import Tree
 
 from mtlheads.data.sentence import Sentence
-from mtlheads.tasks.trees import is_preterminal, spans_to_tree, strip_label, to_tree
+from mtlheads.data.trees import is_preterminal, spans_to_tree, strip_label, to_tree
 
 COLLINS_DELETE = frozenset({"TOP", "-NONE-", ",", ":", "``", "''", "."})
 DELETE_LABELS = COLLINS_DELETE | {"S1", "?", "!", ""}

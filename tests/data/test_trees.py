@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from nltk import Tree
 
-from mtlheads.tasks.trees import (
+from mtlheads.data.trees import (
     binarize,
     build_tree,
     debinarize,
