@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from mtlheads.build import read_split
 from mtlheads.checkpoint import load_model
+from mtlheads.errors import ConfigError
 from mtlheads.fit import evaluate
 from mtlheads.launch.jobs import job_dir
 from mtlheads.report.tables import score_table
@@ -25,8 +26,9 @@ def run(cfg: DictConfig) -> float:
     files = given or {n: train_cfg.tasks[n].test for n in model.tasks}
     unknown = sorted(set(files) - set(model.tasks))
     if unknown:
-        raise ValueError(
-            f"eval_files names tasks {unknown} that checkpoint {cfg.ckpt} lacks; it has {list(model.tasks)}"
+        raise ConfigError(
+            f"eval_files names tasks {unknown} that checkpoint {cfg.ckpt} lacks; it has {list(model.tasks)}",
+            key="eval_files",
         )
     model.final_decode = True
     trainer = pl.Trainer(

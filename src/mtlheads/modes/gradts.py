@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mtlheads.build import build_tasks, read_split
 from mtlheads.checkpoint import load_model
+from mtlheads.errors import ConfigError
 from mtlheads.heads.gradts import instance_taus, tau_matrix
 from mtlheads.launch.children import parent_overrides, run_child
 from mtlheads.launch.jobs import job_dir
@@ -44,7 +45,7 @@ _OWN_KEYS = ("mode", "stage", "main", "threshold", "gradts", "seed", "out_dir", 
 
 def run(cfg: DictConfig) -> float:
     if cfg.stage not in STAGES:
-        raise ValueError(f"config key 'stage': {cfg.stage!r} is not one of {STAGES}")
+        raise ConfigError(f"config key 'stage': {cfg.stage!r} is not one of {STAGES}", key="stage")
     out = job_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / f"config.{cfg.stage}.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -71,7 +72,9 @@ def run(cfg: DictConfig) -> float:
 
 def _main(cfg: DictConfig, tasks: list[str]) -> str:
     if cfg.get("main") not in tasks:
-        raise ValueError(f"config key 'main': {cfg.get('main')!r} must be one of the task set {tasks}")
+        raise ConfigError(
+            f"config key 'main': {cfg.get('main')!r} must be one of the task set {tasks}", key="main"
+        )
     return cfg.main
 
 

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mtlheads.build import read_split
 from mtlheads.checkpoint import load_model
+from mtlheads.errors import ConfigError
 from mtlheads.launch.jobs import job_dir
 from mtlheads.score import TaskScores, score_task
 from mtlheads.utils.io import atomic_save, atomic_write_json, atomic_write_text
@@ -40,8 +41,9 @@ def run(cfg: DictConfig) -> float:
     names = list(cfg.importance.get("tasks") or model.tasks)
     unknown = [n for n in names if n not in model.tasks]
     if unknown:
-        raise ValueError(
-            f"config key 'importance.tasks': {unknown} not in checkpoint {cfg.ckpt} ({list(model.tasks)})"
+        raise ConfigError(
+            f"config key 'importance.tasks': {unknown} not in checkpoint {cfg.ckpt} ({list(model.tasks)})",
+            key="importance.tasks",
         )
     out = job_dir(cfg)
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mtlheads.build import build_encoder, build_tasks
 from mtlheads.checkpoint import CONFIG_KEY, load_model
+from mtlheads.errors import ConfigError
 from mtlheads.heads.probe import probe_heads
 from mtlheads.heads.probe_units import KINDS
 from mtlheads.launch.jobs import job_dir
@@ -41,10 +42,12 @@ def probed_model(cfg: DictConfig) -> tuple[object, object, dict]:
 
 def run(cfg: DictConfig) -> float:
     if not cfg.get("ckpt"):
-        raise ValueError("config key 'ckpt': give a run dir, a checkpoint file, or ckpt=static")
+        raise ConfigError("config key 'ckpt': give a run dir, a checkpoint file, or ckpt=static", key="ckpt")
     names = [n for n in cfg.tasks if n in KINDS]
     if not names:
-        raise ValueError(f"config key 'taskset': none of {list(cfg.tasks)} has a head probe (one of {KINDS})")
+        raise ConfigError(
+            f"config key 'taskset': none of {list(cfg.tasks)} has a head probe ({KINDS})", key="taskset"
+        )
     out = job_dir(cfg)
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     encoder, tokenizer, what = probed_model(cfg)

@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mtlheads.checkpoint import load_model, save_pruned_model
+from mtlheads.errors import ConfigError
 from mtlheads.heads.prune import kept_heads, prune_heads
 from mtlheads.launch.jobs import job_dir
 from mtlheads.utils.io import atomic_write_json
@@ -21,7 +22,9 @@ from mtlheads.utils.io import atomic_write_json
 def run(cfg: DictConfig) -> float:
     model, tokenizer, _ = load_model(cfg.ckpt)
     if model.heads is None:
-        raise ValueError(f"config key 'ckpt': {cfg.ckpt} was trained without head gates: nothing to prune")
+        raise ConfigError(
+            f"config key 'ckpt': {cfg.ckpt} was trained without head gates: nothing to prune", key="ckpt"
+        )
     out = Path(cfg.out) if cfg.get("out") else job_dir(cfg)
     gates = model.heads.eval_values()
     model.set_heads(None)  # the hooks see all heads; pruning changes the widths

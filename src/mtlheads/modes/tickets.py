@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mtlheads.build import read_split
 from mtlheads.checkpoint import load_model
+from mtlheads.errors import ConfigError
 from mtlheads.heads.masks import Mask, write_mask_file
 from mtlheads.heads.tickets import losing_masks, random_masks, winning_masks
 from mtlheads.launch.children import parent_overrides, run_child
@@ -80,7 +81,9 @@ def run(cfg: DictConfig) -> float:
 
 def _single_task(cfg: DictConfig) -> str:
     if len(cfg.tasks) != 1:
-        raise ValueError(f"mode=tickets finds one task's tickets, but taskset gives {list(cfg.tasks)}")
+        raise ConfigError(
+            f"mode=tickets finds one task's tickets, but taskset gives {list(cfg.tasks)}", key="taskset"
+        )
     return next(iter(cfg.tasks))
 
 
