@@ -14,7 +14,8 @@ run dir (give ``out_dir=`` or ``hydra.run.dir=`` to come back to it):
   the run with the best main dev score (``trial/<main>/trial.json``).
 * ``fg``: GradTS-fg: the trial's auxiliaries keep the instances with τ ≥ ``threshold`` (the main task is
   whole), one MTL run (``fg/<main>``), usage and dev score in ``fg/<main>/fg.json``.
-* ``all``: every stage for every main task, plus STL and all-tasks MTL, and one table (``gradts.md``).
+* ``all``: every stage for every main task (or only ``main``), plus STL and all-tasks MTL, and one table
+  (``gradts.md``).
 
 Each stage skips what its files say is done, so ``resume=true`` (passed on to the children) continues a
 killed pipeline and a stage can be re-run alone.
@@ -58,7 +59,7 @@ def run(cfg: DictConfig) -> float:
         correlate(out, tasks)
     if cfg.stage in ("importance", "correlate"):
         return 0.0
-    mains = tasks if cfg.stage == "all" else [_main(cfg, tasks)]
+    mains = tasks if cfg.stage == "all" and not cfg.get("main") else [_main(cfg, tasks)]
     metric = {name: task.main_metric for name, task in build_tasks(cfg).items()}
     for main in mains:
         if cfg.stage in ("trial", "all"):
@@ -66,7 +67,7 @@ def run(cfg: DictConfig) -> float:
         if cfg.stage in ("fg", "all"):
             fine_grained(cfg, out, main, metric[main], common)
     if cfg.stage == "all":
-        return _baselines_and_table(cfg, out, tasks, metric, common)
+        return _baselines_and_table(cfg, out, tasks, mains, metric, common)
     return 0.0
 
 
@@ -205,11 +206,11 @@ def fine_grained(cfg: DictConfig, out: Path, main: str, metric: str, common: lis
 
 
 def _baselines_and_table(
-    cfg: DictConfig, out: Path, tasks: list[str], metric: dict, common: list[str]
+    cfg: DictConfig, out: Path, tasks: list[str], mains: list[str], metric: dict, common: list[str]
 ) -> float:
     _sweep(cfg, out / "mtl_all", tasks, common)
     rows = {}
-    for main in tasks:
+    for main in mains:
         _sweep(cfg, out / "stl" / main, [main], common)
         trial_rec = json.loads((out / "trial" / main / "trial.json").read_text(encoding="utf-8"))
         fg_rec = json.loads((out / "fg" / main / "fg.json").read_text(encoding="utf-8"))
