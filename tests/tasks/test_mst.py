@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import numpy as np
 import pytest
 import torch
+from tree_brute_force import all_trees, best_trees
 
 from mtlheads.tasks.eisner import eisner, is_projective_tree, tree_score
 from mtlheads.tasks.mst import is_tree, mst, mst_torch
@@ -29,17 +29,12 @@ def _ref_is_tree(heads: tuple[int, ...], single_root: bool) -> bool:
     return True
 
 
-@functools.cache
 def _all_trees(n: int, single_root: bool) -> np.ndarray:
-    """Every head assignment of n words that is a tree, (count, n)."""
-    trees = [h for h in itertools.product(range(n + 1), repeat=n) if _ref_is_tree(h, single_root)]
-    return np.array(trees, dtype=np.int64).reshape(len(trees), n)
+    return all_trees(n, single_root, _ref_is_tree)
 
 
 def _brute_force(scores: np.ndarray, single_root: bool) -> tuple[np.ndarray, np.ndarray]:
-    n = scores.shape[0] - 1
-    trees = _all_trees(n, single_root)
-    return trees, scores[trees, np.arange(1, n + 1)].sum(1)
+    return best_trees(scores, single_root, _ref_is_tree)
 
 
 def _check_is_tree(heads: np.ndarray, n: int, single_root: bool) -> None:

@@ -233,5 +233,12 @@ def eisner_torch(s_arc: torch.Tensor, *, single_root: bool = True) -> torch.Tens
     Returns:
         (n+1,) long heads, ``heads[0] == -1``.
     """
-    heads = eisner(s_arc.detach().float().cpu().numpy().T, single_root=single_root)
+    return decode_on_device(eisner, s_arc, single_root=single_root, dtype=torch.float32)
+
+
+def decode_on_device(
+    decoder, s_arc: torch.Tensor, *, single_root: bool, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """``decoder`` (numpy, ``scores[h, d]``) on a parser's ``s_arc[d, h]``; heads on ``s_arc``'s device."""
+    heads = decoder(s_arc.detach().to(dtype).cpu().numpy().T, single_root=single_root)
     return torch.from_numpy(heads).to(s_arc.device)

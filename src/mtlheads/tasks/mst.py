@@ -28,6 +28,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from mtlheads.tasks.eisner import decode_on_device
+
 
 def mst(scores: np.ndarray, *, single_root: bool = True) -> np.ndarray:
     """Maximum-scoring dependency tree, projective or not.
@@ -240,5 +242,4 @@ def mst_torch(s_arc: torch.Tensor, *, single_root: bool = True) -> torch.Tensor:
     Returns:
         (n+1,) long heads, ``heads[0] == -1``.
     """
-    heads = mst(s_arc.detach().double().cpu().numpy().T, single_root=single_root)
-    return torch.from_numpy(heads).to(s_arc.device)
+    return decode_on_device(mst, s_arc, single_root=single_root)
