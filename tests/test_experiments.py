@@ -74,3 +74,14 @@ def test_figure_presets_sweep_what_each_figure_needs_and_draw_it(tmp_path):
     instantiate(cfg.hydra.callbacks.draw_figures).on_multirun_end(config=cfg)
     assert (tmp_path / "figures" / "gate-overlap.png").is_file()
     assert (tmp_path / "figures" / "gate-overlap.pdf").is_file()
+
+
+def test_super_tickets_presets_set_the_pipeline_and_the_sharing_run():
+    from conftest import compose_config
+
+    phase = compose_config(["experiment=super_tickets/phase_rte"])
+    assert phase.mode.name == "tickets" and list(phase.tasks) == ["rte"]
+    assert list(phase.mode.levels) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] and list(phase.mode.seeds) == [1, 2]
+    assert list(phase.mode.kinds) == ["winning", "random", "losing"] and phase.importance.kind == "ticket"
+    share = compose_config(["experiment=super_tickets/mtl_share", "tickets=runs/t"])
+    assert share.mode.name == "mtl" and share.tickets == "runs/t" and len(share.tasks) == 5
