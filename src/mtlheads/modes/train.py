@@ -27,14 +27,14 @@ def run(cfg: DictConfig) -> float:
     out = job_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     main_rank = rank_zero_only.rank == 0  # DDP: Lightning re-runs this command for ranks > 0
-    if main_rank:
-        atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True)
 
     tasks = build_tasks(cfg, single_task=cfg.mode.single_task)
     encoder, tokenizer = build_encoder(cfg.encoder)
     data = read_task_data(cfg, tasks, tokenizer)
     model = build_model(cfg, tasks, encoder)
+    if main_rank:  # only once the data and the model are good: a bad input leaves an earlier run's file
+        atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     learnable = model.heads is not None and model.heads.learnable
     callbacks = [GateMonitor(model.heads, out / "gates")] if learnable else []
     logger = build_logger(cfg, out)
