@@ -174,3 +174,31 @@ def test_dep_and_con_losses_equal_the_full_tensor_losses() -> None:
         full.pop("rel_pairs" if task is dep else "label_pairs")
         targets = task.targets(batch)
         torch.testing.assert_close(task.loss(out, targets, mask), task.loss(full, targets, mask))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_decoding_bf16_mixed_outputs(seed) -> None:
+    """Outputs made under bf16 autocast decode (inside or after the autocast region) to what their float32
+    copies decode to: no decoder hands bf16 to numpy or mixes bf16 factors with float32 weights."""
+    from mtlheads.tasks.pos import PosTask
+    from mtlheads.tasks.srl import SrlTask
+
+    words = [["w"] * n for n in (7, 3, 12, 1, 9)]
+    pos, dep, con, ner, srl = PosTask(), DepTask(), ConTask(hidden_has_sep=False), NerTask(), SrlTask()
+    pos.set_labels(["A", "B", "C"])
+    dep.set_labels([f"r{i}" for i in range(9)])
+    con.set_labels([f"L{i}" for i in range(17)])
+    ner.set_labels(["<null>", "PER", "ORG", "LOC"])
+    srl.set_labels(["<null>", "ARG0", "ARG1", "ARGM-TMP"])
+    lengths = [len(w) for w in words]
+    g = torch.Generator().manual_seed(200 + seed)
+    for task, extra in ((pos, 0), (dep, 1), (con, 1), (ner, 0), (srl, 0)):
+        decoder = _randomised(task.build_decoder(16), seed)
+        mask = _mask(lengths, extra)
+        hidden = torch.randn(len(words), mask.shape[1], 16, generator=g)
+        with torch.inference_mode():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = decoder(hidden, mask)
+                inside = [task.decode(out, mask, final=f) for f in (False, True)]
+            after = [task.decode(out, mask, final=f) for f in (False, True)]
+        assert inside == after, task.name

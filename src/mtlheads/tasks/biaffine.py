@@ -130,11 +130,18 @@ class PairScores:
 
     def full(self) -> torch.Tensor:
         """(B, O, N, M) all scores (``bilinear_scores``)."""
-        return bilinear_scores(self.x, self.weight, self.y)
+        return bilinear_scores(*self._factors())
 
     def at(self, b: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         """(G, O) the scores of the pairs ``(b[g], i[g], j[g])`` (equal to ``full()`` up to rounding)."""
-        return bilinear_at(self.x, self.weight, self.y, b, i, j)
+        return bilinear_at(*self._factors(), b, i, j)
+
+    def _factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The factors in the sides' dtype: factors made under bf16 autocast and scored after it (e.g.
+        decoded outside the step) get the bf16 matmuls autocast would have run."""
+        if self.weight.dtype == self.x.dtype or torch.is_autocast_enabled(self.x.device.type):
+            return self.x, self.weight, self.y
+        return self.x, self.weight.to(self.x.dtype), self.y.to(self.x.dtype)
 
     def zero(self) -> torch.Tensor:
         """A 0 that depends on every factor (a loss with no pair to score still reaches them)."""

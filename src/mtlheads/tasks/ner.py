@@ -245,7 +245,7 @@ class NerTask(LabelVocab):
             start,
             end,
             label[keep].cpu().numpy(),
-            score[keep].cpu().numpy(),
+            score[keep].float().cpu().numpy(),  # numpy has no bf16 (bf16-mixed evaluation)
             batch_size=out.shape[0],
             flat=self.flat,
         )
