@@ -88,3 +88,30 @@ def start_cli(args: list[str], cwd: Path, **popen: object) -> subprocess.Popen:
     """Starts ``mtlheads <args>`` in the background (tests that kill or watch a running job)."""
     env = popen.pop("env", None) or cli_env()
     return subprocess.Popen([sys.executable, "-m", "mtlheads.cli", *args], cwd=cwd, env=env, **popen)
+
+
+def predict_cfg(run: Path, out: Path, *extra: str):
+    """The config of ``mtlheads mode=predict ckpt=<run> out_dir=<out> <extra>``."""
+    return compose_config(
+        ["mode=predict", f"ckpt={run}", f"out_dir={out}", "trainer.enable_progress_bar=false", *extra]
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_ewt5_run(tmp_path_factory, tiny_bert_dir) -> Path:
+    """A run dir of MTL-5 on the shipped excerpt with the tiny BERT (trainer=smoke), to predict with."""
+    from mtlheads.modes import train
+
+    run = tmp_path_factory.mktemp("tiny_ewt5")
+    train.run(
+        compose_config(
+            [
+                "taskset=ewt5",
+                f"encoder.name={tiny_bert_dir}",
+                "trainer=smoke",
+                "logger=none",
+                f"out_dir={run}",
+            ]
+        )
+    )
+    return run

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import conllu
 import pytest
-from conftest import compose_config, run_cli
+from conftest import predict_cfg, run_cli
 
 from mtlheads.checkpoint import load_model
 from mtlheads.data import excerpt_dir, read_conll2012, read_conllu, read_iob2
 from mtlheads.data.sentence import DataFormatError
 from mtlheads.data.trees import gold_spans, to_string, to_tree
-from mtlheads.modes import predict, train
+from mtlheads.modes import predict
 from mtlheads.predict.inputs import input_files, read_inputs
 from mtlheads.predict.stream import predict_stream
 from mtlheads.tasks.con import ConTask
@@ -42,27 +42,9 @@ FILES = {  # what a five-task checkpoint writes for the excerpt's test files
 }
 
 
-def predict_cfg(run: Path, out: Path, *extra: str):
-    return compose_config(
-        ["mode=predict", f"ckpt={run}", f"out_dir={out}", "trainer.enable_progress_bar=false", *extra]
-    )
-
-
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, tiny_bert_dir) -> Path:
-    run = tmp_path_factory.mktemp("tiny_ewt5")
-    train.run(
-        compose_config(
-            [
-                "taskset=ewt5",
-                f"encoder.name={tiny_bert_dir}",
-                "trainer=smoke",
-                "logger=none",
-                f"out_dir={run}",
-            ]
-        )
-    )
-    return run
+def tiny_run(tiny_ewt5_run) -> Path:
+    return tiny_ewt5_run
 
 
 @pytest.fixture(scope="module")

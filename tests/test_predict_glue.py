@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import compose_config
+from conftest import compose_config, predict_cfg
 
 from mtlheads.checkpoint import load_model
 from mtlheads.data.glue_reader import read_glue
@@ -66,12 +66,6 @@ def glue_run(tmp_path_factory, tiny_bert_dir) -> tuple[Path, Path]:
     ]
     train.run(compose_config([*overrides, "logger=none", f"out_dir={run}"]))
     return run, root
-
-
-def predict_cfg(run: Path, out: Path, *extra: str):
-    return compose_config(
-        ["mode=predict", f"ckpt={run}", f"out_dir={out}", "trainer.enable_progress_bar=false", *extra]
-    )
 
 
 def test_glue_test_sets_give_one_leaderboard_file_per_task(glue_run, tmp_path) -> None:

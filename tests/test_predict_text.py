@@ -12,7 +12,7 @@ from pathlib import Path
 import conllu
 import pytest
 import torch
-from conftest import compose_config
+from conftest import predict_cfg
 
 from mtlheads.checkpoint import load_model
 from mtlheads.data import read_conllu
@@ -21,7 +21,7 @@ from mtlheads.data.ptb import escape_leaf
 from mtlheads.data.sentence import DataFormatError
 from mtlheads.data.trees import spans_to_tree, to_string, to_tree
 from mtlheads.errors import ConfigError
-from mtlheads.modes import predict, train
+from mtlheads.modes import predict
 from mtlheads.predict.inputs import read_raw_text
 from mtlheads.predict.stream import predict_stream
 
@@ -38,27 +38,9 @@ LINES = [
 KEPT = [1, 4, 5, 6, 7]  # 1-based numbers of the non-empty lines
 
 
-def predict_cfg(run: Path, out: Path, *extra: str):
-    return compose_config(
-        ["mode=predict", f"ckpt={run}", f"out_dir={out}", "trainer.enable_progress_bar=false", *extra]
-    )
-
-
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, tiny_bert_dir) -> Path:
-    run = tmp_path_factory.mktemp("tiny_ewt5_text")
-    train.run(
-        compose_config(
-            [
-                "taskset=ewt5",
-                f"encoder.name={tiny_bert_dir}",
-                "trainer=smoke",
-                "logger=none",
-                f"out_dir={run}",
-            ]
-        )
-    )
-    return run
+def tiny_run(tiny_ewt5_run) -> Path:
+    return tiny_ewt5_run
 
 
 @pytest.fixture(scope="module")

@@ -82,7 +82,7 @@ def test_a_per_task_mask_applies_each_tasks_mask_to_its_batches_only():
 
 
 def test_mtl_under_a_fixed_mask_leaves_the_closed_heads_weights_untouched(tmp_path, tiny_bert_dir):
-    """heads=mask with mode=mtl: closed heads get no gradient, so their Q/K/V rows keep pretrained values."""
+    """heads=mask heads.fold=false (hooks): closed heads get no gradient, their Q/K/V rows stay pretrained."""
     from mtlheads.checkpoint import load_model
     from mtlheads.modes import train
 
@@ -90,7 +90,8 @@ def test_mtl_under_a_fixed_mask_leaves_the_closed_heads_weights_untouched(tmp_pa
     path = _write(tmp_path, mask)
     out = tmp_path / "run"
     cfg = compose_config(
-        ["mode=mtl", "taskset=[pos,dep]", "heads=mask", f"heads.file={path}", f"encoder.name={tiny_bert_dir}"]
+        ["mode=mtl", "taskset=[pos,dep]", "heads=mask", f"heads.file={path}", "heads.fold=false"]
+        + [f"encoder.name={tiny_bert_dir}"]
         + ["trainer=smoke", "trainer.max_epochs=2", "logger=none", f"out_dir={out}"]
     )
     train.run(cfg)
