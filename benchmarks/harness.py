@@ -1,8 +1,14 @@
-"""What every benchmark script shares: child processes, peak RSS, the report header, interleaved rounds.
+"""What every benchmark script shares: the report header, machine load, spreads, interleaving, peak RSS.
 
-Each variant runs in its own child process (the script re-invoked with its variant flag), so the peak RSS
-it reports is its own; the parent runs the variants in turn for ``--repeats`` rounds (A, B, A, B, ...) so
-noise on the machine hits every variant alike.
+Two ways to compare variants on a noisy machine:
+
+* **in one process, step by step** (``round_orders`` + ``spread`` + ``ratios``): every round runs one step
+  (or one short stretch) of each variant, the order reversed every other round, so load changes hit every
+  variant alike; the per-round ratios show how much the noise moved. Use it whenever the variants can share
+  a process (gate kinds, decoders, batching schemes over one model).
+* **child processes** (``run_child`` + ``interleaved``): each variant in its own interpreter, so the peak
+  RSS it reports is its own. Timings from separate processes are only as steady as the machine; keep them
+  for memory, or for variants that cannot share a process.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import os
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
@@ -78,6 +85,59 @@ def interleaved(variants: Iterable, repeats: int, run: Callable[[object], dict],
     return runs
 
 
+def loadavg() -> list[float]:
+    """The 1/5/15-minute load averages (``/proc/loadavg``): how busy the machine was."""
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
+def round_orders(variants: Iterable, rounds: int) -> list[list]:
+    """Per round the order to run ``variants`` in: as given in even rounds, reversed in odd ones, so no
+    variant always runs right after the same other one (or first, on a warm cache)."""
+    variants = list(variants)
+    return [variants if r % 2 == 0 else variants[::-1] for r in range(rounds)]
+
+
+def spread(values: Iterable[float]) -> dict[str, float]:
+    """``{"min", "median", "max"}`` of ``values``."""
+    xs = sorted(values)
+    return {"min": xs[0], "median": statistics.median(xs), "max": xs[-1]} if xs else {}
+
+
+def ratios(values: Iterable[float], base: Iterable[float]) -> list[float]:
+    """Per-round ratios ``value / base`` (the rounds paired in order)."""
+    return [v / b for v, b in zip(values, base, strict=True)]
+
+
+def fmt_spread(s: dict[str, float], digits: int = 2, unit: str = "") -> str:
+    """``median [min-max]`` of a :func:`spread`."""
+    return f"{s['median']:.{digits}f}{unit} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
+
+
+def write_report(out: str | Path, report: dict, table: str) -> Path:
+    """Writes ``report`` as JSON at ``out`` and ``table`` (with the command and load) next to it as .txt."""
+    from mtlheads.utils.io import atomic_write_json
+
+    out = Path(out)
+    text = f"$ {report.get('command', '')}\n{machine_line(report)}\n\n{table.rstrip()}\n"
+    report = {**report, "table": table}
+    path = atomic_write_json(out, report)
+    out.with_suffix(".txt").write_text(text)
+    return Path(path)
+
+
+def machine_line(report: dict) -> str:
+    """One line: date, CPU, cores, threads, versions and the load before/after."""
+    return (
+        f"{report.get('date', '')}, {report.get('cpu', '')} ({report.get('cores', '?')} cores), "
+        f"{report.get('threads')} thread(s), torch {report.get('torch')}, transformers "
+        f"{report.get('transformers')}; load avg before {report.get('load_before')}, after "
+        f"{report.get('load_after')}"
+    )
+
+
 def require_ewt(relative: str) -> Path:
     """The data root holding ``ewt/<relative>`` (``MTLHEADS_DATA_DIR`` or ``../shared/data``), or exit."""
     from mtlheads.data import find_data_dir
@@ -101,5 +161,7 @@ def report_header(args: argparse.Namespace, data_dir: Path) -> dict:
         "torch": version("torch"),
         "transformers": version("transformers"),
         "threads": getattr(args, "threads", None),
+        "cores": os.cpu_count(),
         "data_dir": str(data_dir),
+        "load_before": loadavg(),
     }

