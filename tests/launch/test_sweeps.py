@@ -25,7 +25,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from mtlheads.launch.resolvers import CONF_DIR, register_resolvers
-from mtlheads.report import cli, search
+from mtlheads.report import cli, optuna_search, search
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEPS = ROOT / "sweeps"
@@ -271,7 +271,7 @@ def test_resume_queues_unfinished_trials_again_and_leaves_only_the_remaining_one
 
     overrides = [search_override("stl_pos_lr"), "hydra.mode=MULTIRUN", f"hydra.sweep.dir={tmp_path}"]
     cfg = _compose([*overrides, "hydra.sweeper.n_trials=8", "resume=true"])
-    search.OptunaSearch().on_multirun_start(config=cfg)
+    optuna_search.OptunaSearch().on_multirun_start(config=cfg)
     after = _study(tmp_path, "stl_pos_lr").get_trials(deepcopy=False)
     assert after[2].state.name == "FAIL"  # left running by a killed search
     waiting = [t for t in after if t.state.name == "WAITING"]
@@ -285,20 +285,21 @@ def test_resume_queues_unfinished_trials_again_and_leaves_only_the_remaining_one
 
     # Run again with everything done: nothing left to run, nothing queued twice.
     cfg = _compose([*overrides, "hydra.sweeper.n_trials=1", "resume=true"])
-    search.OptunaSearch().on_multirun_start(config=cfg)
+    optuna_search.OptunaSearch().on_multirun_start(config=cfg)
     assert cfg.hydra.sweeper.n_trials == 0
     assert sum(t.state.name == "WAITING" for t in _study(tmp_path, "stl_pos_lr").trials) == 2
 
     # Without resume=true an existing study is not silently extended.
     with pytest.raises(ValueError, match="resume=true"):
-        search.OptunaSearch().on_multirun_start(config=_compose(overrides))
+        optuna_search.OptunaSearch().on_multirun_start(config=_compose(overrides))
 
 
 def test_a_search_whose_trial_dirs_do_not_name_a_searched_key_is_refused(tmp_path):
     from omegaconf import open_dict, read_write
 
     overrides = [search_override("stl_pos_lr"), "hydra.mode=MULTIRUN", f"hydra.sweep.dir={tmp_path}"]
-    search.OptunaSearch().on_multirun_start(config=_compose(overrides))  # the preset's dirs name both keys
+    # the preset's dirs name both keys
+    optuna_search.OptunaSearch().on_multirun_start(config=_compose(overrides))
     # A key searched by the sweeper's params or by the command line (optim.warmup=interval(0,0.2)) that
     # the trial dir does not name: two trials would share a dir, and resume would mix them up.
     for where in ("params", "task"):
@@ -309,7 +310,7 @@ def test_a_search_whose_trial_dirs_do_not_name_a_searched_key_is_refused(tmp_pat
             else:
                 cfg.hydra.overrides.task.append("optim.warmup=interval(0.0, 0.2)")
         with pytest.raises(ValueError, match=r"\['optim.warmup'\]"):
-            search.OptunaSearch().on_multirun_start(config=cfg)
+            optuna_search.OptunaSearch().on_multirun_start(config=cfg)
     # What the sweeper searches: swept values in its params or on the command line, minus fixed ones.
     params = {"heads.lam": "tag(log, interval(1e-4, 1e-1))"}
     task = ["+hparams_search=gate_pos_lam", "heads.lam=null", "heads.target_heads=interval(0.1, 0.7)"]
