@@ -1,7 +1,7 @@
 """Hyperparameter searches: the report of one (trials sorted by the objective, and its plot).
 
 A search is a set of trial dirs (one run each) that differ in a few *searched keys*: the job dirs of an
-Optuna sweep (``mtlheads -m +hparams_search=<name>``, conf/hparams_search/) or the run dirs of a W&B sweep
+Optuna sweep (``mtlheads -m hparams_search=<name>``, conf/hparams_search/) or the run dirs of a W&B sweep
 agent (sweeps/*.yaml put them under ``wandb-sweeps/<sweep id>/``).
 
 ``mtlheads-report <sweep dir>`` recognises an Optuna sweep dir by its ``multirun.yaml`` (written by
