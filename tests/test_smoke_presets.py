@@ -19,7 +19,7 @@ from mtlheads.launch.resolvers import CONF_DIR
 
 SMOKE = Path(CONF_DIR) / "experiment" / "smoke"
 PRESETS = sorted(p.stem for p in SMOKE.glob("*.yaml"))
-MODES_NOW = {"stl", "mtl", "gate", "eval", "prune"}
+MODES_NOW = {"stl", "mtl", "gate", "eval", "prune", "probe", "tickets", "gradts"}
 EXCERPT = Path(__file__).resolve().parents[1] / "src" / "mtlheads" / "resources" / "ewt"
 
 
@@ -42,6 +42,21 @@ def _check(name: str, run: Path) -> None:
         summary = json.loads((run / "prune.json").read_text())
         assert summary["open_heads"] <= summary["total_heads"] and (run / "model.pt").is_file()
         return
+    if name == "probe":
+        probed = json.loads((run / "probe.json").read_text())["tasks"]["pos"]
+        assert probed["labels"] > 0 and 0 < probed["mean_best"] <= 1 and (run / "probe_pos.csv").is_file()
+        return
+    if name == "tickets":  # the dense model and the winning ticket at 50 %, rewound
+        summary = json.loads((run / "tickets.json").read_text())
+        assert {(r["kind"], r["level"]) for r in summary["table"]} == {("dense", 0.0), ("winning", 0.5)}
+        assert summary["super_ticket"]["level"] == 0.5 and (run / "super_ticket.json").is_file()
+        return
+    if name == "gradts":  # every stage's file, main task POS with NER as the one candidate
+        assert json.loads((run / "correlate" / "tau.json").read_text())
+        assert json.loads((run / "trial" / "pos" / "trial.json").read_text())
+        assert json.loads((run / "fg" / "pos" / "fg.json").read_text())
+        assert set(json.loads((run / "gradts.json").read_text())) == {"pos"}
+        return
     if name not in MODES_NOW:
         return
     metrics = json.loads((run / "metrics.json").read_text())
@@ -57,7 +72,7 @@ def _check(name: str, run: Path) -> None:
 def test_each_mode_has_a_smoke_preset_on_the_shipped_excerpt():
     assert set(PRESETS) >= MODES_NOW
     training, consumers = _order()
-    assert {c: ckpt_from(c) for c in consumers} == {"eval": "stl", "prune": "gate"}
+    assert {c: ckpt_from(c) for c in consumers} == {"eval": "stl", "prune": "gate", "probe": "stl"}
     for name in PRESETS:
         cfg = compose_config([f"experiment=smoke/{name}"])
         assert cfg.mode.name == name and cfg.data_dir is None  # the shipped excerpt
