@@ -56,3 +56,17 @@ def test_save_and_load_round_trip(tmp_path):
     torch.save({"format": "other"}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="not a probe result"):
         ProbeResult.load(tmp_path / "bad.pt")
+
+
+def test_load_without_the_pt_file_reads_the_csv_and_json(tmp_path):
+    """docs/runs keeps only the CSV and JSON: they give back the exact counts (accuracy has 6 decimals)."""
+    gen = torch.Generator().manual_seed(0)
+    counts = torch.tensor([4999, 3001, 7])
+    correct = (torch.rand(3, 4, 3, generator=gen) * counts).long()  # awkward fractions of large counts
+    r = ProbeResult(kind="dep", labels=["x", "y", "z"], correct=correct, counts=counts, meta={"model": "m"})
+    r.save(tmp_path / "probe_dep")
+    (tmp_path / "probe_dep.pt").unlink()
+    for path in (tmp_path / "probe_dep", tmp_path / "probe_dep.csv", tmp_path / "probe_dep.json"):
+        back = ProbeResult.load(path)
+        assert torch.equal(back.correct, correct) and torch.equal(back.counts, counts)
+        assert back.labels == r.labels and back.kind == "dep" and back.meta == {"model": "m"}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,6 +145,25 @@ class ProbeResult:
         ]
 
     @classmethod
+    def _from_text(cls, prefix: Path) -> ProbeResult:
+        """The result from ``<prefix>.json`` (kind, labels, meta) and ``<prefix>.csv`` (accuracy × count,
+        written to 6 decimals, rounds back to the exact correct counts)."""
+        summary = json.loads(prefix.with_suffix(".json").read_text(encoding="utf-8"))
+        labels = list(summary["labels"])
+        index = {label: i for i, label in enumerate(labels)}
+        base = int(summary.get("index_base", 1))
+        correct = torch.zeros(summary["layers"], summary["heads"], len(labels), dtype=torch.long)
+        counts = torch.zeros(len(labels), dtype=torch.long)
+        with prefix.with_suffix(".csv").open(encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                c, count = index[row["label"]], int(row["count"])
+                counts[c] = count
+                correct[int(row["layer"]) - base, int(row["head"]) - base, c] = round(
+                    float(row["accuracy"]) * count
+                )
+        return cls(kind=summary["kind"], labels=labels, correct=correct, counts=counts, meta=summary["meta"])
+
+    @classmethod
     def load(cls, path: str | Path) -> ProbeResult:
         """Read ``<prefix>``'s result (any of its three files names it), or a folder's one probe ``.pt``."""
         path = Path(path)
@@ -156,6 +176,8 @@ class ProbeResult:
             path = path.with_suffix(".pt")
         elif path.suffix != ".pt":
             path = path.with_name(path.name + ".pt")
+        if not path.is_file() and path.with_suffix(".csv").is_file():
+            return cls._from_text(path.with_suffix(""))  # docs/runs keeps the CSV and JSON only
         data = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"{path}: not a probe result ({FORMAT})")

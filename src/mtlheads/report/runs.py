@@ -21,11 +21,12 @@ from mtlheads.utils.io import atomic_write_json, atomic_write_text
 COMMAND_FILE = "command.txt"
 # Files kept (name patterns, any depth): run records, gate/probe/ticket/GradTS tables, figures and their data.
 KEEP = (
-    "metrics.json", "config.yaml", "gates.json", "probe.json", "probe_*.pt", "probe_*.csv", "probe_*.json",
+    "metrics.json", "config.yaml", "gates.json", "probe.json", "probe_*.csv", "probe_*.json",
     "tickets.json", "tickets.md", "super_ticket.json", "importance.json", "tau.json", "tau.md", "trial.json",
     "fg.json", "gradts.json", "gradts.md", "failure.json", "failures.json", "*.png", "*.pdf", "*.md",
 )  # fmt: skip
-# Not kept: weights, logger folders, per-evaluation gates, Hydra internals, ticket masks, importance.
+# Not kept: weights, probe tensors (the CSV and JSON hold the same counts), logger folders, per-evaluation
+# gates, Hydra internals, ticket masks, importance.
 SKIP_DIRS = {
     "checkpoints", "wandb", "csv", "tensorboard", "gates", ".hydra", "encoder", "masks", "importance",
 }  # fmt: skip
