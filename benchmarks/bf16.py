@@ -32,6 +32,7 @@ from harness import (
     report_header,
     require_ewt,
     round_orders,
+    setup_torch,
     spread,
     write_report,
 )
@@ -315,9 +316,7 @@ def train(args, data_dir) -> dict:
 def main() -> None:
     args = parse_args()
     data_dir = require_ewt("conll2012/train.gold_conll")
-    import torch
-
-    torch.set_num_threads(args.threads)
+    torch = setup_torch(args.threads, args.seed)
     report = report_header(args, data_dir)
     if "speed" in args.parts or "numerics" in args.parts:
         torch.manual_seed(args.seed)

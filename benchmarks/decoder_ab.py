@@ -20,7 +20,16 @@ import time
 
 import numpy as np
 from ewt_setup import load_tasks, minilm, sample_batches, split_of
-from harness import fmt_spread, loadavg, report_header, require_ewt, round_orders, spread, write_report
+from harness import (
+    fmt_spread,
+    loadavg,
+    report_header,
+    require_ewt,
+    round_orders,
+    setup_torch,
+    spread,
+    write_report,
+)
 from harness import ratios as ratios_of
 
 TASKS = ("dep", "con", "ner")
@@ -57,11 +66,9 @@ def old_output(name: str, out: dict) -> dict:
 def main() -> None:
     args = parse_args()
     data_dir = require_ewt("conll2012/train.gold_conll")
-    import torch
-
+    torch = setup_torch(args.threads, args.seed)
     import mtlheads.tasks.biaffine as biaffine
 
-    torch.set_num_threads(args.threads)
     report = report_header(args, data_dir)
     _, tokenizer = minilm()
     tasks, sentences = load_tasks(args.tasks, data_dir)

@@ -37,7 +37,16 @@ from pathlib import Path
 import numpy as np
 from decoder_ab import einsum_scores, old_output
 from ewt_setup import load_tasks, minilm, sample_batches, split_of
-from harness import fmt_spread, loadavg, peak_rss_mib, report_header, require_ewt, round_orders, write_report
+from harness import (
+    fmt_spread,
+    loadavg,
+    peak_rss_mib,
+    report_header,
+    require_ewt,
+    round_orders,
+    setup_torch,
+    write_report,
+)
 from harness import spread as spread_of
 
 TASKS = ("pos", "ner", "dep", "con", "srl")
@@ -154,10 +163,7 @@ def main() -> None:
     if args.render:
         return rerender(args.render)
     data_dir = require_ewt("conll2012/train.gold_conll")
-    import torch
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    torch = setup_torch(args.threads, args.seed)
     from mtlheads.model import MultiTaskModel, OptimConfig
     from mtlheads.training.data import Collate
 
