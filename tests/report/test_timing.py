@@ -32,6 +32,31 @@ def test_prune_speed_table_gives_min_median_max_over_repeats() -> None:
     ]
 
 
+def test_prune_speed_table_reads_in_process_rounds() -> None:
+    """The in-process format: per-round times and speedups, heads from the variant's own child run."""
+    result = {
+        "variants": {
+            "0": {
+                "ms_per_round": [10.0, 12.0],
+                "speedup_per_round": [1.0, 1.0],
+                "ideal_speedup": 1.0,
+                "alone": {"heads_kept": 72},
+            },
+            "50": {
+                "ms_per_round": [8.0, 6.0],
+                "speedup_per_round": [1.25, 2.0],
+                "ideal_speedup": 1.25,
+                "alone": {"heads_kept": 36},
+            },
+        }
+    }
+    # of ideal: (1 - 1/1.25) / 0.2 = 100 %, (1 - 1/2) / 0.2 = 250 %; the median of two is their mean
+    assert prune_speed_table(result).splitlines()[2:] == [
+        "| 0% | 72 | 10.0 / 11.0 / 12.0 | 1.00x / 1.00x / 1.00x | 1.00x | – |",
+        "| 50% | 36 | 6.0 / 7.0 / 8.0 | 1.25x / 1.62x / 2.00x | 1.25x | 100% / 175% / 250% |",
+    ]
+
+
 def test_benchmarks_readme_prune_table_is_the_committed_results_spread() -> None:
     """benchmarks/README.md shows the spread of benchmarks/results/prune_speed.json and the machine load."""
     result = json.loads((ROOT / "benchmarks" / "results" / "prune_speed.json").read_text(encoding="utf-8"))

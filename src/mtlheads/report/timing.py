@@ -23,17 +23,25 @@ def of_ideal(speedup: float, ideal: float) -> float:
 
 
 def prune_speed_table(result: dict) -> str:
-    """The Markdown table of a ``benchmarks/prune_speed.py`` JSON: min / median / max over repeats."""
+    """The Markdown table of a ``benchmarks/prune_speed.py`` JSON: min / median / max over the rounds."""
     lines = [
         "| pruned | heads | ms/batch (min / median / max) | speedup (min / median / max) | ideal "
         "| of ideal (min / median / max) |",
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for pct, variant in sorted(result["variants"].items(), key=lambda kv: int(kv[0])):
-        ms = [r["ms_per_batch"] for r in variant["runs"]]
-        speedups, ideal = variant["speedup_per_repeat"], variant["ideal_speedup"]
+        if "ms_per_round" in variant:  # variants alternated batch by batch in one process
+            ms, speedups, heads = (
+                variant["ms_per_round"],
+                variant["speedup_per_round"],
+                variant["alone"]["heads_kept"],
+            )
+        else:  # older files: one child process per variant and repeat
+            ms, speedups = [r["ms_per_batch"] for r in variant["runs"]], variant["speedup_per_repeat"]
+            heads = variant["runs"][0]["heads_kept"]
+        ideal = variant["ideal_speedup"]
         share = "–" if ideal == 1 else _spread([100 * of_ideal(s, ideal) for s in speedups], "{:.0f}%")
-        cells = [f"{pct}%", str(variant["runs"][0]["heads_kept"]), _spread(ms, "{:.1f}")]
+        cells = [f"{pct}%", str(heads), _spread(ms, "{:.1f}")]
         cells += [_spread(speedups, "{:.2f}x"), f"{ideal:.2f}x", share]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

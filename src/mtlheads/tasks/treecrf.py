@@ -34,31 +34,82 @@ def span_mask(lengths: Tensor, n: int) -> Tensor:
     return upper & (pos[None, None, :] <= lengths[:, None, None])
 
 
-def _charts(scores: Tensor, lengths: Tensor, *, use_max: bool) -> tuple[Tensor, Tensor | None]:
-    """Inside (or Viterbi) chart by (start, width), and the best split offsets when ``use_max``."""
+def _viterbi_charts(scores: Tensor, lengths: Tensor) -> Tensor:
+    """CKY's best split offsets: ``[b, i, w]`` = best split of span ``(i, i + w)`` minus ``i``."""
     batch, n1, _ = scores.shape
     if scores.dtype in (torch.float16, torch.bfloat16):
-        scores = scores.float()  # the log-space DP adds up O(n) terms: keep it in float32 under autocast
+        scores = scores.float()
     scores = scores.masked_fill(~span_mask(lengths, n1 - 1), 0.0)  # finite everywhere
-    by_start = scores.new_zeros(batch, n1, n1)  # [b, i, w] = chart value of span (i, i + w)
-    by_end = scores.new_zeros(batch, n1, n1)  # [b, j, w] = chart value of span (j - w, j)
-    splits = torch.zeros(batch, n1, n1, dtype=torch.long, device=scores.device) if use_max else None
+    by_start = scores.new_zeros(batch, n1, n1)  # [b, i, w] = best tree score of span (i, i + w)
+    by_end = scores.new_zeros(batch, n1, n1)  # [b, j, w] = best tree score of span (j - w, j)
+    splits = torch.zeros(batch, n1, n1, dtype=torch.long, device=scores.device)
     for w in range(1, n1):
         m = n1 - w  # spans (i, i + w) for i = 0 .. N - w
         value = scores.diagonal(w, 1, 2)  # (B, m): scores[b, i, i + w]
         if w > 1:
             left = by_start[:, :m, 1:w]  # spans (i, i + k), k = 1 .. w-1
             right = by_end[:, w:, 1:w].flip(-1)  # spans (i + k, i + w), k = 1 .. w-1
-            both = left + right  # (B, m, w - 1)
-            if use_max:
-                best, arg = both.max(-1)
-                value = value + best
-                splits[:, :m, w] = arg + 1
-            else:
-                value = value + both.logsumexp(-1)
+            best, arg = (left + right).max(-1)
+            value = value + best
+            splits[:, :m, w] = arg + 1
         by_start[:, :m, w] = value
         by_end[:, w:, w] = value
-    return by_start, splits
+    return splits
+
+
+class _Inside(torch.autograd.Function):
+    """logZ with a hand-written backward: the outside pass in probability space.
+
+    Autograd through the chart's per-width slice writes copies the whole chart once per width; the outside
+    pass instead walks the widths down once, handing each span's marginal to its children in proportion to
+    the split weights (the softmax of the inside logsumexp), recomputed from the saved charts.
+    """
+
+    @staticmethod
+    def forward(ctx, scores: Tensor, lengths: Tensor) -> Tensor:
+        with torch.no_grad():
+            by_start, by_end = _inside_charts(scores, lengths)
+        ctx.save_for_backward(by_start, by_end, lengths)
+        ctx.in_dtype = scores.dtype
+        return by_start[torch.arange(len(lengths), device=scores.device), 0, lengths]
+
+    @staticmethod
+    def backward(ctx, grad_log_z: Tensor) -> tuple[Tensor, None]:
+        by_start, by_end, lengths = ctx.saved_tensors
+        batch, n1, _ = by_start.shape
+        rows = torch.arange(batch, device=by_start.device)
+        # mu_start[b, i, w] + mu_end[b, i + w, w] = d logZ / d score of span (i, i + w), once complete
+        mu_start, mu_end = torch.zeros_like(by_start), torch.zeros_like(by_end)
+        mu_start[rows, 0, lengths] = grad_log_z.to(by_start.dtype)
+        grad = torch.zeros_like(by_start)
+        for w in range(n1 - 1, 0, -1):  # wider spans first: a span's parents are all wider
+            m = n1 - w
+            mu = mu_start[:, :m, w] + mu_end[:, w:, w]  # (B, m): every parent has handed its share down
+            grad.diagonal(w, 1, 2).copy_(mu)
+            if w > 1:
+                left, right = by_start[:, :m, 1:w], by_end[:, w:, 1:w].flip(-1)
+                share = mu.unsqueeze(-1) * (left + right).softmax(-1)  # (B, m, w - 1) per split k
+                mu_start[:, :m, 1:w] += share
+                mu_end[:, w:, 1:w] += share.flip(-1)
+        return grad.to(ctx.in_dtype), None
+
+
+def _inside_charts(scores: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """The inside charts by (start, width) and by (end, width) (float32 or wider)."""
+    batch, n1, _ = scores.shape
+    if scores.dtype in (torch.float16, torch.bfloat16):
+        scores = scores.float()  # the log-space DP adds up O(n) terms: keep it in float32 under autocast
+    scores = scores.masked_fill(~span_mask(lengths, n1 - 1), 0.0)  # finite everywhere
+    by_start = scores.new_zeros(batch, n1, n1)  # [b, i, w] = inside score of span (i, i + w)
+    by_end = scores.new_zeros(batch, n1, n1)  # [b, j, w] = inside score of span (j - w, j)
+    for w in range(1, n1):
+        m = n1 - w  # spans (i, i + w) for i = 0 .. N - w; the splits' halves are slices of the charts
+        value = scores.diagonal(w, 1, 2)  # (B, m): scores[b, i, i + w]
+        if w > 1:
+            value = value + (by_start[:, :m, 1:w] + by_end[:, w:, 1:w].flip(-1)).logsumexp(-1)
+        by_start[:, :m, w] = value
+        by_end[:, w:, w] = value
+    return by_start, by_end
 
 
 def inside(scores: Tensor, lengths: Tensor) -> Tensor:
@@ -69,11 +120,11 @@ def inside(scores: Tensor, lengths: Tensor) -> Tensor:
         lengths: (B,) long, words per sentence (``1 <= lengths[b] <= N``).
 
     Returns:
-        (B,) ``logZ[b] = logsumexp over trees of the sum of their span scores``.
+        (B,) ``logZ[b] = logsumexp over trees of the sum of their span scores``; its gradient w.r.t.
+        ``scores`` is the span marginals (0 outside the valid spans), from the outside pass.
     """
     lengths = lengths.to(device=scores.device, dtype=torch.long)
-    by_start, _ = _charts(scores, lengths, use_max=False)
-    return by_start[torch.arange(len(lengths), device=scores.device), 0, lengths]
+    return _Inside.apply(scores, lengths)
 
 
 def marginals(scores: Tensor, lengths: Tensor) -> Tensor:
@@ -107,7 +158,7 @@ def cky(scores: Tensor, lengths: Tensor) -> list[list[tuple[int, int]]]:
         Per sentence its ``2n - 1`` spans ``(i, j)`` in pre-order (root first, left before right).
     """
     lengths = lengths.to(device=scores.device, dtype=torch.long)
-    _, splits = _charts(scores.detach(), lengths, use_max=True)
+    splits = _viterbi_charts(scores.detach(), lengths)
     return backtrack(splits.cpu().numpy(), lengths.cpu().numpy())
 
 
