@@ -51,6 +51,11 @@ def runs(tmp_path: Path) -> Path:
     )
     _job(stl / "mtl-s1", ["taskset=[pos,ner]", two], 1, dev, test)
 
+    search = _folder(root, "search_pos_lr", "mtlheads -m hparams_search=stl_pos_lr")
+    (search / "optimization_results.yaml").write_text("name: optuna\nbest_value: 0.5\n")
+    _job(search / "0", ["mode=stl", "taskset=pos", "optim.encoder_lr=1e-5"], 1, {"pos": {"acc": 0.4}},
+         {"pos": {"acc": 0.41}})  # fmt: skip
+
     gates = _folder(root, "fig1a", "mtlheads -m experiment=stem_cell/fig1a mode.gate.target_heads=0.3")
     g = torch.zeros(2, 4)
     g[0, 0] = g[1, 1] = 0.7  # open in all three runs
@@ -109,6 +114,7 @@ def test_science_page_draws_every_finding_from_the_saved_runs(runs: Path, tmp_pa
     assert "| ner (f1) | 58.33 / 61.54 | 60.71 / 63.45 |" in stl
     assert "- STL [ewt_2ep]: `trainer.max_epochs=2` (seeds: ner: 1, pos: 2)" in stl
     assert "table1 trainer.max_epochs=2 seed=1,2" in stl
+    assert "search_pos_lr" not in stl.split("*Commands*")[0], "a search's trials are not models to compare"
     assert "tickets" not in stl.split("```")[0] and "gate" not in stl.split("*Ours*")[1].split("```")[0]
     # gates: 2 heads open in all three runs, 4 in at least one; the paper's estimates beside them
     assert "open in all three 2, in at least one 4 (1, 3 per layer)" in gates

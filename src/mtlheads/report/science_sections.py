@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mtlheads.report.collect import build_report
 from mtlheads.report.runs import Job, RunFolder
+from mtlheads.report.search import is_search
 
 Section = tuple[list[str], list[RunFolder]]
 
@@ -69,8 +70,9 @@ def section_stl_vs_mtl(folders: list[RunFolder], figs: Path) -> Section:
     settings: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     used = []
     for folder in folders:
-        # a tickets or GradTS pipeline's STL/MTL children belong to their own sections
-        pipeline = folder.files("tickets.json") or folder.files("tau.json")
+        # a tickets or GradTS pipeline's STL/MTL children belong to their own sections, a search's trials
+        # to its own report (docs/sweeps.md): they are not models to compare
+        pipeline = folder.files("tickets.json") or folder.files("tau.json") or is_search(folder.path)
         if pipeline or not any(j.mode in ("stl", "mtl") for j in folder.jobs):
             continue
         used.append(folder)
