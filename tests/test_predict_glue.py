@@ -13,8 +13,8 @@ import pytest
 from conftest import compose_config, predict_cfg
 
 from mtlheads.checkpoint import load_model
+from mtlheads.data.glue_predictions import glue_prediction_name, read_glue_predictions
 from mtlheads.data.glue_reader import read_glue
-from mtlheads.data.prediction_formats import glue_prediction_name, read_glue_predictions
 from mtlheads.modes import predict, train
 from mtlheads.predict.inputs import input_files, read_inputs
 from mtlheads.predict.stream import predict_stream

@@ -14,23 +14,14 @@ import conllu
 import pytest
 
 from mtlheads.data import excerpt_dir, normalize_token, read_conll2012, read_conllu, read_iob2
+from mtlheads.data.conll2012_writer import write_conll2012, write_srl_props
+from mtlheads.data.glue_predictions import glue_prediction_name, read_glue_predictions, write_glue
 from mtlheads.data.glue_reader import GLUE_TASKS, GlueExample, glue_file, read_glue
-from mtlheads.data.prediction_formats import (
-    glue_prediction_name,
-    read_conllu_predictions,
-    read_glue_predictions,
-)
+from mtlheads.data.prediction_formats import read_conllu_predictions
 from mtlheads.data.ptb import escape_leaf
 from mtlheads.data.sentence import Sentence
 from mtlheads.data.trees import gold_spans, to_string, to_tree
-from mtlheads.data.writers import (
-    write_conll2012,
-    write_conllu,
-    write_glue,
-    write_iob2,
-    write_ptb,
-    write_srl_props,
-)
+from mtlheads.data.writers import write_conllu, write_iob2, write_ptb
 from mtlheads.tasks.scorer_conventions import read_props
 from mtlheads.tasks.srl_metric import clean_srl, srl_tuples
 

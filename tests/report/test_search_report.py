@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtlheads.report import cli, search
+from mtlheads.report import cli, search, search_output
 
 OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 
@@ -135,7 +135,7 @@ def test_plots_are_written_atomically(tmp_path, monkeypatch):
     import matplotlib.figure
 
     sweep = _optuna_sweep(tmp_path / "sweep")
-    search.write_search_report(sweep)
+    search_output.write_search_report(sweep)
     before = (sweep / "search.png").read_bytes()
 
     def broken(self, file, **kwargs):  # a crash halfway through writing the image
@@ -144,5 +144,5 @@ def test_plots_are_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken)
     with pytest.raises(OSError, match="disk full"):
-        search.write_search_report(sweep)
+        search_output.write_search_report(sweep)
     assert (sweep / "search.png").read_bytes() == before and not list(sweep.glob(".search*"))

@@ -24,10 +24,11 @@ from seqeval.metrics import f1_score, precision_score, recall_score
 from seqeval.scheme import IOB2
 
 from mtlheads.data import excerpt_dir, iob2_to_spans, read_conll2012, read_conllu, read_iob2
+from mtlheads.data.conll2012_writer import write_srl_props
 from mtlheads.data.prediction_formats import conll2018_attachment
 from mtlheads.data.sentence import Sentence
 from mtlheads.data.trees import is_preterminal, to_string
-from mtlheads.data.writers import write_conllu, write_iob2, write_ptb, write_srl_props
+from mtlheads.data.writers import write_conllu, write_iob2, write_ptb
 from mtlheads.tasks.dep import DepMetric
 from mtlheads.tasks.evalb import EvalbMetric
 from mtlheads.tasks.ner import NerMetric

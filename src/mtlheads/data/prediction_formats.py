@@ -1,4 +1,6 @@
-"""Conventions of the prediction files that :mod:`mtlheads.data.writers` writes, and reading them back.
+"""Conventions of the prediction files that :mod:`mtlheads.data.writers` and
+:mod:`mtlheads.data.conll2012_writer` write, and reading them back (GLUE submissions:
+:mod:`mtlheads.data.glue_predictions`).
 
 * **CoNLL-U MISC layers** (raw text, or NER/SRL next to a parse). NER: ``NER=B-PER`` / ``NER=I-PER`` on
   the words of an entity, nothing on ``O`` words. SRL: on each predicate's word,
@@ -9,17 +11,12 @@
 * **CoNLL-2012 bracket columns** (parse bits, NE, SRL): :func:`bracket_cells`, :func:`parse_bits` and
   :func:`sorted_frames` spell them as the OntoNotes files do, so gold layers written back give the input
   file byte for byte.
-* **GLUE submissions**: ``<TASK>.tsv`` named as the GLUE server expects (``MNLI-m.tsv`` / ``MNLI-mm.tsv``),
-  header ``index<TAB>prediction``, labels as GLUE spells them (``0``/``1``, ``entailment``, ...), STS-B
-  scores as floats (not clipped).
 * **CoNLL 2018 attachment scores**: :func:`conll2018_attachment`, the UD shared task's UAS/LAS convention
   beside :class:`~mtlheads.tasks.dep.DepMetric`'s.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -27,7 +24,6 @@ from pathlib import Path
 from nltk import Tree
 
 from mtlheads.data.conllu_reader import read_lines, split_blocks
-from mtlheads.data.glue_reader import GLUE_TASKS, glue_task_name
 from mtlheads.data.iob2_reader import IOB2Error, iob2_to_spans, spans_to_iob2
 from mtlheads.data.ptb import normalize_token
 from mtlheads.data.sentence import DataFormatError, Sentence
@@ -229,71 +225,6 @@ def sorted_frames(frames: Frames, n: int, *, add_verb: bool) -> Frames:
         if add_verb and all(r != "V" for *_, r in args):
             args = sorted([*args, (int(p), int(p), "V")])
         out.append((int(p), args))
-    return out
-
-
-# ----------------------------------------------------------------------------------------------- GLUE
-
-
-def glue_prediction_name(task: str, split: str = "test") -> str:
-    """File name the GLUE server expects for a task's predictions: ``SST-2.tsv``, ``MNLI-m.tsv``, ...
-
-    Args:
-        task: A GLUE task name.
-        split: For MNLI, a split name containing ``matched`` or ``mismatched`` (e.g. ``test_matched``).
-
-    Raises:
-        ValueError: MNLI without a matched/mismatched split.
-    """
-    name = glue_task_name(task)
-    if name == "mnli":
-        if "mismatched" in split:
-            return "MNLI-mm.tsv"
-        if "matched" in split:
-            return "MNLI-m.tsv"
-        raise ValueError(f"MNLI predictions need a matched or mismatched split, got {split!r}")
-    return f"{GLUE_TASKS[name]['dir']}.tsv"
-
-
-def format_glue_label(task: str, pred: object) -> str:
-    """One prediction as GLUE writes it: a label string of the task, or a float for STS-B.
-
-    Args:
-        task: A GLUE task name.
-        pred: A label string (as ``GlueTask.decode`` returns), a label index, or a number for STS-B.
-
-    Raises:
-        ValueError: A label outside the task's set, an index out of range, a non-finite score.
-    """
-    labels = GLUE_TASKS[glue_task_name(task)]["labels"]
-    if labels is None:
-        score = float(pred)  # type: ignore[arg-type]
-        if not math.isfinite(score):
-            raise ValueError(f"{task}: score {pred!r} is not finite")
-        return repr(score)  # repr round-trips the float exactly
-    if isinstance(pred, str) and pred in labels:
-        return pred
-    if isinstance(pred, int) and not isinstance(pred, bool) and 0 <= pred < len(labels):
-        return labels[pred]
-    raise ValueError(f"{task}: prediction {pred!r} is neither a label of {labels} nor an index into it")
-
-
-def read_glue_predictions(path: str | Path, *, task: str) -> list[tuple[str, str | float]]:
-    """``(index, prediction)`` rows of a GLUE prediction file (floats for STS-B).
-
-    Raises:
-        DataFormatError: Missing header, a row without 2 fields, a label outside the task's set.
-    """
-    path, labels = str(path), GLUE_TASKS[glue_task_name(task)]["labels"]
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    if not rows or rows[0] != ["index", "prediction"]:
-        raise DataFormatError(path, 1, "expected the header 'index<TAB>prediction'")
-    out: list[tuple[str, str | float]] = []
-    for no, row in enumerate(rows[1:], 2):
-        if len(row) != 2 or (labels is not None and row[1] not in labels):
-            raise DataFormatError(path, no, f"bad prediction row {row!r}")
-        out.append((row[0], row[1] if labels is not None else float(row[1])))
     return out
 
 

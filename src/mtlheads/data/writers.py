@@ -19,12 +19,10 @@ Formats (``Span`` = inclusive 0-based ``(start, end, label)``, ``Frames`` = ``[(
   (spans) and ``srl`` (frames) → MISC, see :mod:`~mtlheads.data.prediction_formats`.
 * :func:`write_iob2`: UNER layout ``index, word, tag, -, -``.
 * :func:`write_ptb`: one bracketed ``(TOP ...)`` tree per line (leaves escaped, ``(`` → ``-LRB-``).
-* :func:`write_conll2012`: layers ``srl`` (one column per predicate, ``(V*)`` added on the predicate when
-  the frame has no ``V``), ``con`` (parse bits and POS column from the tree) and ``ner`` (NE column).
-  A predicted predicate keeps the input's roleset when it had one; otherwise its lemma column holds the
-  word and its frameset ``XX`` (the reader finds predicates by their frameset).
-* :func:`write_srl_props`: CoNLL-2005 props for ``srl-eval.pl`` (predicate word or ``-``, then the columns).
-* :func:`write_glue`: GLUE submission TSV.
+
+The CoNLL-2012 writers (``*_gold_conll``, ``srl-eval.pl`` props) are in
+:mod:`~mtlheads.data.conll2012_writer`, the GLUE submission writer in :mod:`~mtlheads.data.glue_predictions`;
+they share this module's helpers.
 """
 
 from __future__ import annotations
@@ -37,25 +35,14 @@ from typing import IO, Any
 from nltk import Tree
 
 from mtlheads.data.conllu_reader import read_lines
-from mtlheads.data.glue_reader import GlueExample
 from mtlheads.data.iob2_reader import spans_to_iob2
-from mtlheads.data.prediction_formats import (
-    Frames,
-    Span,
-    bracket_cells,
-    format_glue_label,
-    merge_misc,
-    misc_items,
-    parse_bits,
-    sorted_frames,
-)
+from mtlheads.data.prediction_formats import Span, merge_misc, misc_items
 from mtlheads.data.ptb import normalize_token
 from mtlheads.data.sentence import DataFormatError, Sentence
 from mtlheads.data.trees import spans_to_tree, to_string, to_tree
 from mtlheads.utils.io import atomic_write
 
 UNKNOWN_TAG = "XX"  # POS of a word with no tag in a built tree; frameset of a predicted predicate
-DASH_TARGET = "-DASH-"  # srl-eval props: the predicate column of a predicate whose word is "-"
 
 
 def _field(value: object, what: str, *, spaces: bool = True) -> str:
@@ -273,108 +260,3 @@ def write_ptb(path: str | Path, items: Iterable[tuple[Sentence, str | Tree | Seq
         f.write(to_string(_tree(sentence, pred)) + "\n")
 
     return _stream(path, items, one)
-
-
-# -------------------------------------------------------------------------------------- CoNLL-2012
-
-
-def write_conll2012(path: str | Path, items: Iterable[tuple[Sentence, Mapping[str, Any]]]) -> Path:
-    """CoNLL-2012 (``*_gold_conll``) with predicted layers: ``{"srl": frames, "con": tree, "ner": spans}``.
-
-    ``con`` is a tree or bracketed string (or ``ConTask.decode`` spans). Documents are written between
-    ``#begin document (<doc_id>); part NNN`` and ``#end document`` from ``meta`` (``-`` / 0 without).
-    Without a CoNLL-2012 source block: POS from the tree or ``sentence.pos`` (else ``-``), parse bits from
-    the tree or ``sentence.tree`` (else a flat ``(TOP* ... *)``), ``*`` NE cells, ``-`` elsewhere.
-
-    Raises:
-        ValueError: An unknown layer, crossing spans, a tree that does not fit the words, a word with
-            whitespace.
-    """
-    sources = _Sources()
-
-    def one(f: IO, sentence: Sentence, pred: Mapping[str, Any], state: dict) -> None:
-        layers, words = _layers(pred, {"srl", "con", "ner"}), _words(sentence, spaces=False)
-        n = len(words)
-        block = sources.block(sentence)
-        rows = [line.split() for line in block or [] if not line.startswith("#")]
-        if rows and all(len(r) >= 12 and r[2] == str(i) for i, r in enumerate(rows)) and len(rows) == n:
-            _check_words([r[3] for r in rows], sentence)
-        else:
-            tree = to_tree(sentence.tree) if sentence.tree else None
-            bits = parse_bits(tree) if tree else ["(TOP*"] + ["*"] * (n - 1)
-            bits[-1] += ")" if not tree else ""
-            tags = [t for _, t in tree.pos()] if tree else sentence.pos or ["-"] * n
-            doc = _field(sentence.meta.get("doc_id") or "-", "doc id", spaces=False)
-            rows = [
-                [doc, "0", str(i), w, tags[i], bits[i], "-", "-", "-", "-", "*", "-"]
-                for i, w in enumerate(words)
-            ]
-        if "con" in layers:
-            tree = _tree(sentence, layers["con"])
-            for r, tag, bit in zip(rows, (t for _, t in tree.pos()), parse_bits(tree), strict=True):
-                r[4], r[5] = _field(tag, "POS tag", spaces=False), bit
-        if "ner" in layers:
-            for r, cell in zip(rows, bracket_cells(layers["ner"], n, nested=False, single=True), strict=True):
-                r[10] = cell
-        if "srl" in layers:
-            frames = sorted_frames(layers["srl"], n, add_verb=True)
-            columns = [bracket_cells(args, n) for _, args in frames]
-            predicates = {p for p, _ in frames}
-            for i, r in enumerate(rows):
-                if i not in predicates:
-                    r[6:8] = ["-", "-"]
-                elif r[7] == "-":
-                    r[6:8] = [r[3], UNKNOWN_TAG]
-                r[11:-1] = [col[i] for col in columns]
-        doc = (sentence.meta.get("doc_id") or rows[0][0], int(sentence.meta.get("part") or rows[0][1]))
-        if doc != state.get("doc"):
-            f.write(state.pop("close", "") + f"#begin document ({doc[0]}); part {doc[1]:03d}\n")
-            state["doc"], state["close"] = doc, "#end document\n"
-        f.write("".join(" ".join(r) + "\n" for r in rows) + "\n")
-
-    return _stream(path, items, one)
-
-
-def write_srl_props(path: str | Path, items: Iterable[tuple[Sentence, Frames]]) -> Path:
-    """CoNLL-2005 props (``srl-eval.pl`` input): the predicate's word (``-`` elsewhere; a predicate that is
-    the word ``-`` is written :data:`DASH_TARGET`), then one column per predicate, ``(V*)`` added where a
-    frame has no V. Write the gold file the same way (gold frames as
-    predictions): srl-eval.pl pairs gold and predicted predicates by position and word."""
-
-    def one(f: IO, sentence: Sentence, frames: Frames, state: dict) -> None:
-        words = _words(sentence, spaces=False)
-        frames = sorted_frames(frames, len(words), add_verb=True)
-        columns = [bracket_cells(args, len(words)) for _, args in frames]
-        # "-" marks a non-predicate row: a predicate whose word is "-" is spelled DASH_TARGET instead
-        targets = {p: words[p] if words[p] != "-" else DASH_TARGET for p, _ in frames}
-        f.write(
-            "".join(
-                " ".join([targets.get(i, "-"), *(c[i] for c in columns)]) + "\n" for i in range(len(words))
-            )
-        )
-        f.write("\n")
-
-    return _stream(path, items, one)
-
-
-# ------------------------------------------------------------------------------------------- GLUE
-
-
-def write_glue(path: str | Path, items: Iterable[tuple[GlueExample, Any]], *, task: str) -> Path:
-    """A GLUE submission file: ``index<TAB>prediction`` rows under that header.
-
-    ``index`` is the example's ``guid`` when it is a number (the test files' index column), else the row's
-    0-based position. Name the file with :func:`~mtlheads.data.prediction_formats.glue_prediction_name`
-    (MNLI matched and mismatched are two files).
-
-    Raises:
-        ValueError: A label outside the task's set, a non-finite STS-B score.
-    """
-
-    def write(f: IO) -> None:
-        f.write("index\tprediction\n")
-        for k, (example, pred) in enumerate(items):
-            index = example.guid if example.guid.isdigit() else str(k)
-            f.write(f"{index}\t{format_glue_label(task, pred)}\n")
-
-    return atomic_write(path, write)

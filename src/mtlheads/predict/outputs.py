@@ -7,16 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from mtlheads.data.conll2012_reader import read_conll2012
-from mtlheads.data.prediction_formats import glue_prediction_name
+from mtlheads.data.conll2012_writer import write_conll2012, write_srl_props
+from mtlheads.data.glue_predictions import glue_prediction_name, write_glue
 from mtlheads.data.sentence import Sentence
-from mtlheads.data.writers import (
-    write_conll2012,
-    write_conllu,
-    write_glue,
-    write_iob2,
-    write_ptb,
-    write_srl_props,
-)
+from mtlheads.data.writers import write_conllu, write_iob2, write_ptb
 from mtlheads.predict.inputs import Input, task_kind
 from mtlheads.tasks.con import ConTask
 from mtlheads.tasks.srl import SrlTask

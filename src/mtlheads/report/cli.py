@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mtlheads.report import science, search
+from mtlheads.report import science, search_output
 from mtlheads.report.collect import METRICS_FILE, build_report
 from mtlheads.report.tables import to_latex, to_markdown
 from mtlheads.utils.io import atomic_write_json, atomic_write_text
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--times", choices=("mean", "range"), default="mean", help="time columns: mean ± std | min/median/max"
     )
-    search.add_arguments(parser)
+    search_output.add_arguments(parser)
     args = parser.parse_args(argv)
     if not args.dir.is_dir():
         print(f"error: {args.dir} is not a directory", file=sys.stderr)
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out / "report.tex", to_latex(report))
     atomic_write_json(out / "report.json", report)
     # A hyperparameter search (an Optuna sweep dir, or --search) also gets search.{md,json,png,pdf}.
-    print(search.report_from_args(args, out) or markdown, end="")
+    print(search_output.report_from_args(args, out) or markdown, end="")
     return 0
 
 

@@ -45,8 +45,8 @@ from mtlheads.report.search import (
     _read_yaml,
     collect_trials,
     searched_keys,
-    write_search_report,
 )
+from mtlheads.report.search_output import write_search_report
 from mtlheads.utils.io import atomic_write_text
 
 log = logging.getLogger("mtlheads")

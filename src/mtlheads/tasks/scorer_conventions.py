@@ -3,7 +3,7 @@
 The field's scorers are not Python packages we can depend on (EVALB is C, ``srl-eval.pl`` is Perl,
 ``conll18_ud_eval.py`` is a script outside any package), so their conventions are re-stated here from their
 documented behaviour and pinned rule by rule on hand-checked fixtures in
-``tests/tasks/test_scorer_conventions.py``. They read the files :mod:`mtlheads.data.writers` writes (and
+``tests/tasks/test_scorer_conventions.py``. They read the files the ``mtlheads.data`` writers write (and
 the gold files in the same formats), so a test can score our written predictions the way the official tool
 would and compare with our built-in metrics. For NER the official convention is an installable package
 (``seqeval``, in the ``test`` extra), used directly by the tests.
@@ -194,7 +194,7 @@ def read_props(path: str | Path) -> list[Frames]:
 
 
 def srl_eval_files(gold_path: str | Path, pred_path: str | Path) -> tuple[int, int, int]:
-    """:func:`srl_eval` on two props files (:func:`~mtlheads.data.writers.write_srl_props`).
+    """:func:`srl_eval` on two props files (:func:`~mtlheads.data.conll2012_writer.write_srl_props`).
 
     Raises:
         ValueError: The files hold different numbers of sentences.
