@@ -66,7 +66,7 @@ def _smoke(tmp_path, tiny_bert_dir, *extra):
     )
 
 
-def test_mtl_run_writes_metrics_and_checkpoint_and_eval_reloads_it(tmp_path, tiny_bert_dir):
+def test_mtl_run_writes_metrics_and_checkpoint_and_eval_reloads_it(tmp_path, tiny_bert_dir, monkeypatch):
     score = train.run(_smoke(tmp_path / "run", tiny_bert_dir, "balancer=moving_average"))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert set(metrics["dev"]) == {"pos", "ner", "dep", "score"}
@@ -86,20 +86,27 @@ def test_mtl_run_writes_metrics_and_checkpoint_and_eval_reloads_it(tmp_path, tin
     assert (tmp_path / "run" / "config.yaml").is_file()
 
     # mode=eval on the checkpoint, on the dev file: must reproduce the run's own final dev numbers.
-    cfg = make_cfg(
-        [
-            "mode=eval",
-            f"ckpt={metrics['checkpoint']}",
-            f"out_dir={tmp_path / 'eval'}",
-            f"eval_files.pos={EXCERPT / 'ud' / 'dev.conllu'}",
-            f"eval_files.dep={EXCERPT / 'ud' / 'dev.conllu'}",
-        ]
-    )
-    evaluate.run(cfg)
+    overrides = [
+        "mode=eval",
+        f"ckpt={metrics['checkpoint']}",
+        f"eval_files.pos={EXCERPT / 'ud' / 'dev.conllu'}",
+        f"eval_files.dep={EXCERPT / 'ud' / 'dev.conllu'}",
+        "trainer=smoke",  # the run's precision (float32): the scores must match exactly
+    ]
+    evaluate.run(make_cfg([*overrides, f"out_dir={tmp_path / 'eval'}"]))
     ev = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]
     assert set(ev) == {"pos", "dep"}
     assert ev["pos"]["acc"] == pytest.approx(metrics["dev"]["pos"]["acc"])
     assert ev["dep"]["las"] == pytest.approx(metrics["dev"]["dep"]["las"])
+
+    # trainer.precision reaches mode=eval's Trainer (it used to be dropped: float32 whatever the key said)
+    made = []
+    trainer_class = evaluate.pl.Trainer
+    monkeypatch.setattr(evaluate.pl, "Trainer", lambda **kw: made.append(kw) or trainer_class(**kw))
+    evaluate.run(make_cfg([*overrides, "trainer.precision=bf16-mixed", f"out_dir={tmp_path / 'ev2'}"]))
+    assert [kw["precision"] for kw in made] == ["bf16-mixed"]
+    bf16 = json.loads((tmp_path / "ev2" / "metrics.json").read_text())["test"]
+    assert bf16["pos"]["acc"] == pytest.approx(ev["pos"]["acc"], abs=0.05)
 
 
 def test_same_seed_same_metrics(tmp_path, tiny_bert_dir):

@@ -34,6 +34,7 @@ def run(cfg: DictConfig) -> float:
     trainer = pl.Trainer(
         accelerator="auto",
         devices=1,
+        precision=cfg.trainer.get("precision", "32-true"),  # as the fit's own dev/test passes ran
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=cfg.trainer.get("enable_progress_bar", True),
