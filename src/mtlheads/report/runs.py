@@ -23,7 +23,8 @@ COMMAND_FILE = "command.txt"
 KEEP = (
     "metrics.json", "config.yaml", "gates.json", "probe.json", "probe_*.csv", "probe_*.json",
     "tickets.json", "tickets.md", "super_ticket.json", "importance.json", "tau.json", "tau.md", "trial.json",
-    "fg.json", "gradts.json", "gradts.md", "failure.json", "failures.json", "*.png", "*.pdf", "*.md",
+    "fg.json", "gradts.json", "gradts.md", "failure.json", "failures.json", "prune.json", "*.png", "*.pdf",
+    "*.md",
 )  # fmt: skip
 # Not kept: weights, probe tensors (the CSV and JSON hold the same counts), logger folders, per-evaluation
 # gates, Hydra internals, ticket masks, importance.
