@@ -13,17 +13,14 @@
 #
 # Gated head pruning (Stem Cell Hypothesis, Figure 1a), head probes (Figure 4), Super Tickets' phase
 # transition and GradTS' τ matrix, each from the runs saved under `docs/runs/` as the science page draws
-# them. A section whose runs are not saved yet says so; it fills in once they are
-# (`mtlheads-report save ...`, docs/runs/README.md). Until the gate runs are saved, the Figure 1a counts
-# and the mean gate map come from the committed figure data in `docs/figures/`.
+# them (Figure 1a: `docs/runs/fig1a_t30/`, the fixed-λ run: `docs/runs/fig1a_lambda/`). A section whose
+# runs are not saved says so; it fills in once they are (`mtlheads-report save ...`, docs/runs/README.md).
 
 # %%
-import json
+import sys
 
-import numpy as np
 from _common import out_dir, repo_root
 
-from mtlheads.report.plot import pyplot, save_figure
 from mtlheads.report.runs import find_runs
 from mtlheads.report.science_sections import SECTIONS
 
@@ -46,21 +43,7 @@ def show(key: str) -> bool:
 
 # %%
 if not show("gates"):
-    counts = json.loads((ROOT / "docs" / "figures" / "fig1a_pos_target30.json").read_text(encoding="utf-8"))
-    print("committed Figure 1a data (docs/figures/fig1a_pos_target30.json):")
-    print(f"  open heads per run {counts['open_per_run']}, open in all three {counts['open_in_all']},")
-    print(f"  open in at least one {counts['open_in_any']} (per layer {counts['open_in_any_per_layer']})")
-    mean = np.array(
-        json.loads((ROOT / "docs" / "figures" / "pos_target30_mean.json").read_text(encoding="utf-8"))[
-            "mean_gates"
-        ]
-    )
-    fig, ax = pyplot().subplots(figsize=(mean.shape[1] / 2 + 1, mean.shape[0] / 2))
-    img = ax.imshow(mean, cmap="binary", vmin=0, vmax=1)
-    ax.set_xlabel("head")
-    ax.set_ylabel("layer")
-    fig.colorbar(img, ax=ax, label="mean eval gate over 3 seeds")
-    print("wrote", *save_figure(fig, OUT / "pos_target30_mean"))
+    sys.exit("no gated run saved under docs/runs/: save the Figure 1a runs (docs/gates.md)")
 
 # %% [markdown]
 # ## Head probes (Figure 4), super tickets, GradTS

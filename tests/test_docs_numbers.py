@@ -31,9 +31,6 @@ NOT_YET_TRACEABLE = {
     "docs/results.md": "the Foundation, CON/SRL and GLUE runs predate docs/runs/: their per-epoch wall times "
     "(222 s, 238 s...), the pre-fix tables and SRL predicate-id F1 come from metrics.json files that were "
     "never committed (runs/ is ignored); the lead's re-runs replace them (docs/runs/<name>/)",
-    "docs/gates.md": "the per-seed dev/test accuracies, expected open counts and s/epoch of the Figure 1a "
-    "runs and the gated controls (STL-POS lr 1e-5, λ = 0.01 seed 1, the pruned model) are in uncommitted "
-    "metrics.json files; only the reports' means and the figure JSON files are under docs/",
 }
 
 # A number: not part of a word, a name (MTL-5, fig1a, s1) or a dotted path; an optional sign; an exponent.
