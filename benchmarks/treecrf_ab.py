@@ -1,6 +1,6 @@
 """CON's Tree-CRF loss, logZ forward + backward: autograd through the inside DP vs the outside pass.
 
-* ``autograd``: the inside DP (``_inside_charts``) differentiated by autograd, as ``inside`` was before: each
+* ``autograd``: the inside DP (``_charts``) differentiated by autograd, as ``inside`` was before: each
   width's slice writes into the charts make autograd copy the whole chart once per width in the backward;
 * ``outside``: ``inside`` today, a ``torch.autograd.Function`` whose backward is the outside pass (span
   marginals handed down the widths in probability space).
@@ -48,9 +48,9 @@ def log_z_autograd(scores, lengths):
     """The former ``inside``: logZ read off the DP's chart, the gradient left to autograd."""
     import torch
 
-    from mtlheads.tasks.treecrf import _inside_charts
+    from mtlheads.tasks.treecrf import _charts
 
-    by_start, _ = _inside_charts(scores, lengths)
+    by_start, _, _ = _charts(scores, lengths, use_max=False)
     return by_start[torch.arange(len(lengths)), 0, lengths]
 
 

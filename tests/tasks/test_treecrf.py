@@ -169,10 +169,10 @@ def test_half_precision_is_upcast() -> None:
 
 def old_cky(scores: torch.Tensor, lengths: torch.Tensor) -> list[list[tuple[int, int]]]:
     """The replaced ``cky`` (reference): the same DP, then a stack walk per sentence."""
-    from mtlheads.tasks.treecrf import _viterbi_charts
+    from mtlheads.tasks.treecrf import _charts
 
     lengths = lengths.to(device=scores.device, dtype=torch.long)
-    splits = _viterbi_charts(scores.detach(), lengths)
+    _, _, splits = _charts(scores.detach(), lengths, use_max=True)
     split_rows = splits.cpu().tolist()
     trees = []
     for b, n in enumerate(lengths.tolist()):

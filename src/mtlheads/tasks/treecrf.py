@@ -34,27 +34,31 @@ def span_mask(lengths: Tensor, n: int) -> Tensor:
     return upper & (pos[None, None, :] <= lengths[:, None, None])
 
 
-def _viterbi_charts(scores: Tensor, lengths: Tensor) -> Tensor:
-    """CKY's best split offsets: ``[b, i, w]`` = best split of span ``(i, i + w)`` minus ``i``."""
+def _charts(scores: Tensor, lengths: Tensor, *, use_max: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Inside (or Viterbi) charts by (start, width) and by (end, width), float32 or wider, and with
+    ``use_max`` CKY's best split offsets ``[b, i, w]`` (best split of span ``(i, i + w)`` minus ``i``)."""
     batch, n1, _ = scores.shape
     if scores.dtype in (torch.float16, torch.bfloat16):
-        scores = scores.float()
+        scores = scores.float()  # the log-space DP adds up O(n) terms: keep it in float32 under autocast
     scores = scores.masked_fill(~span_mask(lengths, n1 - 1), 0.0)  # finite everywhere
-    by_start = scores.new_zeros(batch, n1, n1)  # [b, i, w] = best tree score of span (i, i + w)
-    by_end = scores.new_zeros(batch, n1, n1)  # [b, j, w] = best tree score of span (j - w, j)
-    splits = torch.zeros(batch, n1, n1, dtype=torch.long, device=scores.device)
+    by_start = scores.new_zeros(batch, n1, n1)  # [b, i, w] = chart value of span (i, i + w)
+    by_end = scores.new_zeros(batch, n1, n1)  # [b, j, w] = chart value of span (j - w, j)
+    splits = torch.zeros(batch, n1, n1, dtype=torch.long, device=scores.device) if use_max else None
     for w in range(1, n1):
         m = n1 - w  # spans (i, i + w) for i = 0 .. N - w
         value = scores.diagonal(w, 1, 2)  # (B, m): scores[b, i, i + w]
         if w > 1:
             left = by_start[:, :m, 1:w]  # spans (i, i + k), k = 1 .. w-1
             right = by_end[:, w:, 1:w].flip(-1)  # spans (i + k, i + w), k = 1 .. w-1
-            best, arg = (left + right).max(-1)
-            value = value + best
-            splits[:, :m, w] = arg + 1
+            if use_max:
+                best, arg = (left + right).max(-1)
+                value = value + best
+                splits[:, :m, w] = arg + 1
+            else:
+                value = value + (left + right).logsumexp(-1)
         by_start[:, :m, w] = value
         by_end[:, w:, w] = value
-    return splits
+    return by_start, by_end, splits
 
 
 class _Inside(torch.autograd.Function):
@@ -68,7 +72,7 @@ class _Inside(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores: Tensor, lengths: Tensor) -> Tensor:
         with torch.no_grad():
-            by_start, by_end = _inside_charts(scores, lengths)
+            by_start, by_end, _ = _charts(scores, lengths, use_max=False)
         ctx.save_for_backward(by_start, by_end, lengths)
         ctx.in_dtype = scores.dtype
         return by_start[torch.arange(len(lengths), device=scores.device), 0, lengths]
@@ -92,24 +96,6 @@ class _Inside(torch.autograd.Function):
                 mu_start[:, :m, 1:w] += share
                 mu_end[:, w:, 1:w] += share.flip(-1)
         return grad.to(ctx.in_dtype), None
-
-
-def _inside_charts(scores: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-    """The inside charts by (start, width) and by (end, width) (float32 or wider)."""
-    batch, n1, _ = scores.shape
-    if scores.dtype in (torch.float16, torch.bfloat16):
-        scores = scores.float()  # the log-space DP adds up O(n) terms: keep it in float32 under autocast
-    scores = scores.masked_fill(~span_mask(lengths, n1 - 1), 0.0)  # finite everywhere
-    by_start = scores.new_zeros(batch, n1, n1)  # [b, i, w] = inside score of span (i, i + w)
-    by_end = scores.new_zeros(batch, n1, n1)  # [b, j, w] = inside score of span (j - w, j)
-    for w in range(1, n1):
-        m = n1 - w  # spans (i, i + w) for i = 0 .. N - w; the splits' halves are slices of the charts
-        value = scores.diagonal(w, 1, 2)  # (B, m): scores[b, i, i + w]
-        if w > 1:
-            value = value + (by_start[:, :m, 1:w] + by_end[:, w:, 1:w].flip(-1)).logsumexp(-1)
-        by_start[:, :m, w] = value
-        by_end[:, w:, w] = value
-    return by_start, by_end
 
 
 def inside(scores: Tensor, lengths: Tensor) -> Tensor:
@@ -158,7 +144,7 @@ def cky(scores: Tensor, lengths: Tensor) -> list[list[tuple[int, int]]]:
         Per sentence its ``2n - 1`` spans ``(i, j)`` in pre-order (root first, left before right).
     """
     lengths = lengths.to(device=scores.device, dtype=torch.long)
-    splits = _viterbi_charts(scores.detach(), lengths)
+    _, _, splits = _charts(scores.detach(), lengths, use_max=True)
     return backtrack(splits.cpu().numpy(), lengths.cpu().numpy())
 
 
