@@ -46,21 +46,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from mtlheads.launch.resolvers import CONF_DIR, register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
-
-
 def run_once(variant: str, args: argparse.Namespace, data_dir: Path, out: Path) -> dict:
-    from mtlheads.modes import train
+    from omegaconf import OmegaConf
 
-    cfg = compose(
+    from mtlheads.modes import train
+    from mtlheads.report.defaults import compose_default
+
+    overrides = tuple(
         [
             *VARIANTS[variant],
             "taskset=pos",
@@ -74,6 +66,7 @@ def run_once(variant: str, args: argparse.Namespace, data_dir: Path, out: Path) 
             f"out_dir={out}",
         ]
     )
+    cfg = OmegaConf.create(compose_default(overrides))  # the composed conf/, as the mtlheads command sees it
     started = time.perf_counter()
     train.run(cfg)
     wall = time.perf_counter() - started
